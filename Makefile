@@ -1,0 +1,27 @@
+# wirelab entry points. The README's two commands: `sudo make demo` and `sudo make test`.
+# Every target that needs the virtualenv provisions first; provisioning is idempotent and
+# takes about a second when there is nothing to change.
+
+VENV := .venv
+PROVISION := bash scripts/provision.sh
+
+.PHONY: setup setup-test demo test bench clean
+
+setup:
+	$(PROVISION)
+
+setup-test:
+	$(PROVISION) --with-test-tools
+
+demo: setup
+	$(VENV)/bin/wirelab doctor
+	$(VENV)/bin/wirelab run tcp_handshake
+
+test: setup-test
+	$(VENV)/bin/python -m pytest -ra tests
+
+bench: setup
+	$(VENV)/bin/python benchmarks/setup_bench.py
+
+clean:
+	$(VENV)/bin/wirelab clean

@@ -48,6 +48,7 @@ DEFAULT_MEM_MB = 1024
 _ENV_SKIP = {"TERM_SESSION_ID", "SSH_AUTH_SOCK", "DISPLAY", "XAUTHORITY", "OLDPWD", "PWD",
              "SHLVL", "_", "LS_COLORS"}
 PR_SET_PDEATHSIG = 1
+GUEST_CTL = "/run/wirelab-ctl"  # where guest-init.sh mounts the control directory
 
 
 @dataclass
@@ -56,6 +57,8 @@ class UmlResult:
     boot_s: float          # from starting linux.uml to the guest starting the command
     total_s: float
     log: str = field(repr=False, default="")
+    #: lines the guest appended to /run/wirelab-ctl/outputs (e.g. run dirs)
+    outputs: list[str] = field(default_factory=list)
 
 
 def project_dir() -> Path:
@@ -96,6 +99,8 @@ def command_script(argv: list[str], cwd: str, env: dict[str, str]) -> str:
             continue
         lines.append(f"export {key}={shlex.quote(env[key])}")
     lines.append("export WIRELAB_IN_UML=1")
+    lines.append(f"export WIRELAB_GUEST_OUTPUTS={GUEST_CTL}/outputs")
+    lines.append(f"export WIRELAB_STDERR_TTY={int(sys.stderr.isatty())}")
     lines.append(f"cd {shlex.quote(cwd)} 2>/dev/null || cd /")
     lines.append("exec " + " ".join(shlex.quote(a) for a in argv))
     return "\n".join(lines) + "\n"
@@ -134,7 +139,7 @@ def _kill_group(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
 
 def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None,
         timeout_s: float | None = None, interactive: bool | None = None,
-        on_start=None) -> UmlResult:
+        on_start=None, stdout_fd: int | None = None) -> UmlResult:
     """Boot a guest, run ARGV in it, return its exit status.
 
     Raises EnvironmentProblem when UML is missing or the guest never started
@@ -150,13 +155,13 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
     cwd = cwd or os.getcwd()
     env = dict(os.environ if env is None else env)
     if interactive is None:
-        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        interactive = sys.stdin.isatty() and sys.stdout.isatty() and stdout_fd is None
     mem = memory_mb()
     proj = str(project_dir())
 
     ctl = tempfile.mkdtemp(prefix="wirelab-uml-")
     log_path = os.path.join(ctl, "console.log")
-    out_fd = os.dup(sys.stdout.fileno())
+    out_fd = os.dup(sys.stdout.fileno() if stdout_fd is None else stdout_fd)
     err_fd = os.dup(sys.stderr.fileno())
     try:
         Path(ctl, "boot.env").write_text(
@@ -205,7 +210,10 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
             raise EnvironmentProblem(
                 "the UML guest stopped before the command finished "
                 f"(linux.uml exit status {proc.returncode}); its console said:\n{tail}")
-        return UmlResult(int(rc_file.read_text().strip() or 255), boot_s or total, total, log_text)
+        out_file = Path(ctl, "outputs")
+        outputs = out_file.read_text().splitlines() if out_file.exists() else []
+        return UmlResult(int(rc_file.read_text().strip() or 255), boot_s or total, total,
+                         log_text, outputs)
     finally:
         os.close(out_fd)
         os.close(err_fd)

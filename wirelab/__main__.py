@@ -1,0 +1,5 @@
+import sys
+
+from wirelab.cli import main
+
+sys.exit(main())

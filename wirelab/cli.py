@@ -1,6 +1,6 @@
 """The ``wirelab`` command.  The only place exceptions become messages and
 exit codes: 0 matches the prediction, 1 deviates, 2 bad input, 3 the
-environment cannot run it, 4 the lab failed, 130 interrupted."""
+environment cannot run it, 4 the lab failed, 124 timed out, 130 interrupted."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 
-from wirelab.errors import BadInput, EnvironmentProblem, WirelabError
+from wirelab.errors import BadInput, EnvironmentProblem, TimedOut, WirelabError
 
 EXIT_MATCH, EXIT_DEVIATES, EXIT_BAD_INPUT, EXIT_ENV, EXIT_RUNTIME, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -160,7 +160,7 @@ def _exec(args, argv) -> int:
     except FileNotFoundError:
         raise BadInput(f"command not found: {cmd[0]}") from None
     except subprocess.TimeoutExpired:
-        raise WirelabError(f"{cmd[0]} did not finish within {args.timeout:g} s") from None
+        raise TimedOut(f"{cmd[0]} did not finish within {args.timeout:g} s; it was stopped") from None
 
 
 def _list() -> int:

@@ -27,3 +27,8 @@ class LabError(WirelabError):
 
 class GlobalSysctlError(BadInput):
     """A sysctl that is global to the kernel, not per network namespace."""
+
+
+class TimedOut(WirelabError):
+    """A command or guest ran past its deadline and was stopped (as timeout(1))."""
+    exit_code = 124

@@ -63,7 +63,7 @@ def _try_ovs_datapath() -> tuple[bool, str]:
     with netns.throwaway():
         gs = GenericNetlinkSocket()
     try:
-        gs.get_protocol_id("ovs_datapath")
+        gs.discovery("ovs_datapath")
         return True, "generic netlink family ovs_datapath present"
     except Exception as e:
         return False, f"no ovs_datapath netlink family ({e})"

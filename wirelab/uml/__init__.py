@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wirelab.errors import EnvironmentProblem
+from wirelab.errors import EnvironmentProblem, TimedOut
 
 UML_BINARY = "/usr/bin/linux.uml"
 MODULE_ROOT = Path("/usr/lib/uml/modules")
@@ -106,6 +106,22 @@ def command_script(argv: list[str], cwd: str, env: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_through(env: dict[str, str], project: str) -> list[str]:
+    """Host directories besides the project that the guest writes to: a
+    results root set with WIRELAB_RESULTS outside the project (created here)."""
+    out = []
+    results = env.get("WIRELAB_RESULTS")
+    if results:
+        path = os.path.realpath(results)
+        if not (path + "/").startswith(project.rstrip("/") + "/"):
+            if path in ("/", "/etc", "/usr", "/var", "/run", "/tmp"):
+                raise EnvironmentProblem(f"WIRELAB_RESULTS={results!r} would write a system "
+                                         "directory through from the UML guest; choose another")
+            os.makedirs(path, exist_ok=True)
+            out.append(path)
+    return out
+
+
 def kernel_cmdline(ctl: str, mem_mb: int) -> list[str]:
     return [
         f"mem={mem_mb}M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro",
@@ -144,7 +160,7 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
 
     Raises EnvironmentProblem when UML is missing or the guest never started
     the command.  A timeout or SIGINT/SIGTERM to us halts the guest and
-    re-raises (KeyboardInterrupt / TimeoutError).  ON_START(pid) is called with
+    re-raises (KeyboardInterrupt / TimedOut).  ON_START(pid) is called with
     the UML process id (for the run's ledger).
     """
     ok, why = available()
@@ -168,6 +184,7 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
             f"PROJECT={shlex.quote(proj)}\nINTERACTIVE={int(interactive)}\n"
             f"MODULES={shlex.quote(os.environ.get('WIRELAB_UML_MODULES', ''))}\n")
         Path(ctl, "cmd.sh").write_text(command_script(argv, cwd, env))
+        Path(ctl, "rw_dirs").write_text("".join(f"{d}\n" for d in write_through(env, proj)))
         in_spec = "fd:0" if interactive else "null"
         cmd = [UML_BINARY, *kernel_cmdline(ctl, mem),
                "con=null", "con0=null,fd:1",
@@ -189,8 +206,8 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
                 if boot_s is None and state.exists():
                     boot_s = time.monotonic() - t0
                 if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"the command in the UML guest did not finish within {timeout_s:g} s")
+                    raise TimedOut(f"the command in the UML guest did not finish within "
+                                   f"{timeout_s:g} s; the guest was halted")
                 time.sleep(0.02)
         except BaseException:
             _kill_group(proc)

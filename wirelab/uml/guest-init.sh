@@ -52,6 +52,15 @@ mount -t hostfs none $N/run/wirelab-ctl -o "$WIRELAB_CTL" || fail "cannot mount 
 if [ -n "$PROJECT" ]; then
     mount -t hostfs none "$N$PROJECT" -o "$PROJECT" || fail "cannot mount the project directory $PROJECT"
 fi
+# Other directories the host asked to see written through (a results root
+# outside the project, given by WIRELAB_RESULTS), one absolute path a line.
+if [ -f "$N/run/wirelab-ctl/rw_dirs" ]; then
+    while IFS= read -r dir; do
+        [ -n "$dir" ] || continue
+        mkdir -p "$N$dir"
+        mount -t hostfs none "$N$dir" -o "$dir" || fail "cannot mount $dir"
+    done < "$N/run/wirelab-ctl/rw_dirs"
+fi
 # Modules from the UML tree that matches this kernel, where modprobe and the
 # kernel's own autoloader look for them.
 rm -rf "$N/lib/modules/$REL" 2>/dev/null

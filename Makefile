@@ -22,6 +22,7 @@ test: setup-test
 
 bench: setup
 	$(VENV)/bin/python benchmarks/setup_bench.py
+	$(VENV)/bin/wirelab exec --kernel uml -- $(VENV)/bin/python benchmarks/setup_bench.py
 
 clean:
 	$(VENV)/bin/wirelab clean

@@ -290,6 +290,7 @@ class Lab:
                 node.sysctl(key, value)
         for n1, n2, info in topo.links(sort=True, withInfo=True):
             self._add_link(n1, n2, info)
+        self._auto_address()
         for name in topo.nodes():
             if not topo.isSwitch(name):
                 self._add_routes(self.nodes[name], topo.nodeInfo(name).get("routes", []))
@@ -326,6 +327,21 @@ class Lab:
             node.intfs[ifname] = intf
             intfs.append(intf)
         intfs[0].peer, intfs[1].peer = intfs[1], intfs[0]
+
+    def _auto_address(self) -> None:
+        """Mininet's rule for hosts the topology left unaddressed: the host's
+        ``ip`` option, else the next address of 10.0.0.0/8 in host order,
+        on its first interface."""
+        base = ipaddress.ip_network("10.0.0.0/8")
+        for i, name in enumerate(self.topo.hosts(sort=True), start=1):
+            node = self.nodes[name]
+            if not node.intfs or any(intf.ip for intf in node.intfs.values()):
+                continue
+            intf = next(iter(node.intfs.values()))
+            intf.ip = self.topo.nodeInfo(name).get("ip") or f"{base[i]}/{base.prefixlen}"
+            iface = ipaddress.ip_interface(intf.ip)
+            node.ipr.addr("add", index=intf.index, address=str(iface.ip),
+                          prefixlen=iface.network.prefixlen)
 
     def _add_routes(self, node: Node, routes) -> None:
         for dst, via in routes:

@@ -63,6 +63,7 @@ def guest_argv(argv: list[str]) -> list[str]:
     """ARGV (our CLI arguments) with the backend forced to the guest's own
     kernel, run by this same Python."""
     out, skip = [], False
+    subcommand_at = None
     for i, arg in enumerate(argv):
         if skip:
             skip = False
@@ -75,13 +76,12 @@ def guest_argv(argv: list[str]) -> list[str]:
             continue
         if arg.startswith("--kernel="):
             continue
+        if subcommand_at is None and not arg.startswith("-"):
+            subcommand_at = len(out)
         out.append(arg)
-    # Insert after the subcommand's own options, before any "--" separator.
-    if "--" in out:
-        k = out.index("--")
-        out[k:k] = ["--kernel", "host"]
-    else:
-        out += ["--kernel", "host"]
+    # Right after the subcommand's name: before any command words of `exec`.
+    k = len(out) if subcommand_at is None else subcommand_at + 1
+    out[k:k] = ["--kernel", "host"]
     return [sys.executable, "-m", "wirelab", *out]
 
 

@@ -57,7 +57,7 @@ class Param:
     def parse(self, raw) -> float | int:
         """RAW (a string from the command line, or a number) -> a checked value."""
         try:
-            value = self.type(raw) if not isinstance(raw, str) else _parse_number(raw, self.type)
+            value = _parse_number(str(raw) if not isinstance(raw, str) else raw, self.type)
         except (TypeError, ValueError):
             raise BadInput(f"parameter {self.name}: {raw!r} is not "
                            f"{'a whole number' if self.type is int else 'a number'}; "

@@ -123,6 +123,7 @@ class UndoStack:
                 except Exception as e:  # keep unwinding; report every failure
                     log.warning("cleanup step %r failed: %s", what, e)
                     failures.append(f"{what}: {e}")
+                    continue  # its ledger item stays, for `wirelab clean` to retry
                 if item is not None and self.ledger is not None:
                     self.ledger.remove(item)
         finally:

@@ -104,13 +104,16 @@ class Run:
 
 
 def _number(text: str):
-    if text == "":
+    """A CSV cell back to a number where it is one (a choice parameter such
+    as cc=cubic stays a string)."""
+    if text == "" or text is None:
         return None
-    try:
-        i = int(text)
-        return i
-    except ValueError:
-        return float(text)
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            continue
+    return text
 
 
 def read_run(run_dir: str | Path) -> Run:
@@ -128,4 +131,8 @@ def read_run(run_dir: str | Path) -> Run:
     if tpath.exists():
         with open(tpath, newline="") as f:
             rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        bad = [k for r in rows for k, v in r.items() if k in ("point", "repeat")
+               and not isinstance(v, int)]
+        if bad:
+            raise BadInput(f"{tpath}: column {bad[0]!r} holds a value that is not a whole number")
     return Run(run_dir, manifest, rows)

@@ -25,7 +25,8 @@ LIMITS = {
     "delay_ms": (0.0, 60_000.0, "one-way delay added on this egress, ms"),
     "jitter_ms": (0.0, 10_000.0, "delay variation (netem jitter), ms"),
     "loss_pct": (0.0, 100.0, "random loss, percent of packets"),
-    "bw_mbps": (0.001, 100_000.0, "rate limit, Mbit/s"),
+    # tbf's rate is a 32-bit count of bytes/s in pyroute2's message: 34.3 Gbit/s.
+    "bw_mbps": (0.001, 34_000.0, "rate limit, Mbit/s"),
     "queue_pkts": (1, 1_000_000, "queue length, packets"),
 }
 
@@ -53,6 +54,8 @@ class Shaping:
             if not (lo <= value <= hi) or math.isnan(value):
                 raise BadInput(f"{where}: {key}={raw!r} is outside the allowed range "
                                f"{lo:g}-{hi:g} ({what})")
+            if key == "queue_pkts" and not value.is_integer():
+                raise BadInput(f"{where}: {key}={raw!r} is not a whole number of packets")
             values[key] = int(value) if key == "queue_pkts" else value
         if values.get("jitter_ms") and not values.get("delay_ms"):
             raise BadInput(f"{where}: jitter_ms needs delay_ms > 0")
@@ -75,7 +78,7 @@ class Shaping:
             queue = self.queue_pkts or 100
             # Bucket: at least two frames, or one jiffy (4 ms) of traffic.
             burst = max(2 * FRAME_BYTES, int(rate_bps * 0.004))
-            tbf = {"rate": f"{int(self.bw_mbps * 1e6)}bit", "burst": burst,
+            tbf = {"rate": f"{round(self.bw_mbps * 1e6)}bit", "burst": burst,
                    "limit": queue * FRAME_BYTES + burst}
         if self.needs_netem:
             netem = {"delay": int(round(self.delay_ms * 1000)),

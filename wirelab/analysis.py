@@ -38,15 +38,27 @@ def points(exp: Experiment, rows: list[dict]) -> list[dict]:
             if not values or predicted is None:
                 entry["ok"] = False
                 continue
-            ok, stat = exp.TOLERANCE.check(values, predicted)
+            tol = exp.tolerance(m)
+            ok, stat = tol.check(values, predicted, params)
             entry["measured"][m] = stat
             entry["predicted"][m] = predicted
             entry["p10"][m] = quantile(values, 0.10)
             entry["p90"][m] = quantile(values, 0.90)
-            entry["bounds"][m] = exp.TOLERANCE.bounds(predicted)
+            entry["bounds"][m] = tol.bounds(predicted, params)
             entry["ok"] = entry["ok"] and ok
+        # An experiment may judge a point by more than per-metric bands (a
+        # ratio between two cases, an exact count): check(entry) -> (ok, note).
+        extra = getattr(exp.module, "check", None)
+        if extra is not None and entry["measured"]:
+            ok, note = extra(entry)
+            entry["ok"] = entry["ok"] and ok
+            entry["note"] = note
         out.append(entry)
     return out
+
+
+def fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
 def verdict(pts: list[dict], complete: bool = True) -> str:
@@ -62,7 +74,7 @@ def summary_markdown(exp: Experiment, manifest: dict, pts: list[dict]) -> str:
         f"# {exp.id}: {exp.CLAIM}",
         "",
         f"**Verdict: {v.upper()}** ({sum(p['ok'] for p in pts)}/{len(pts)} points within "
-        f"tolerance: {exp.TOLERANCE.describe()})",
+        f"tolerance: {exp.describe_tolerance()})",
         "",
         f"- Course text ({exp.SECTION}): \"{exp.TEXT_SAYS}\"",
     ]
@@ -77,15 +89,15 @@ def summary_markdown(exp: Experiment, manifest: dict, pts: list[dict]) -> str:
     ]
     metrics = list(exp.METRICS)
     header = ["point", *exp.params, *[f"{m} predicted" for m in metrics],
-              *[f"{m} {exp.TOLERANCE.statistic} [p10, p90]" for m in metrics], "n", "ok"]
+              *[f"{m} {exp.tolerance(m).statistic} [p10, p90]" for m in metrics], "n", "ok"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for p in pts:
-        cells = [str(p["point"]), *[f"{p['params'][n]:g}" for n in exp.params]]
+        cells = [str(p["point"]), *[fmt(p["params"][n]) for n in exp.params]]
         cells += [f"{p['predicted'].get(m, float('nan')):.3f}" for m in metrics]
         cells += [f"{p['measured'][m]:.3f} [{p['p10'][m]:.3f}, {p['p90'][m]:.3f}]"
                   if m in p["measured"] else "-" for m in metrics]
-        cells += [str(p["n"]), "yes" if p["ok"] else "**NO**"]
+        cells += [str(p["n"]), ("yes" if p["ok"] else "**NO**") + (f" ({p['note']})" if p.get("note") else "")]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     worst = _worst_excess(pts, metrics)
@@ -103,13 +115,14 @@ def _worst_excess(pts, metrics):
             if m in p["measured"]:
                 ex = p["measured"][m] - p["predicted"][m]
                 if best is None or abs(ex) > abs(best[0]):
-                    best = (ex, m, ", ".join(f"{k}={v:g}" for k, v in p["params"].items()))
+                    best = (ex, m, ", ".join(f"{k}={fmt(v)}" for k, v in p["params"].items()))
     return best
 
 
 def json_points(pts: list[dict]) -> list[dict]:
     return [{"params": p["params"], "measured": p["measured"], "predicted": p["predicted"],
-             "p10": p["p10"], "p90": p["p90"], "n": p["n"], "ok": p["ok"]} for p in pts]
+             "p10": p["p10"], "p90": p["p90"], "n": p["n"], "ok": p["ok"],
+             **({"note": p["note"]} if p.get("note") else {})} for p in pts]
 
 
 def spread(values: list[float]) -> float:

@@ -53,9 +53,17 @@ class Param:
     quick: tuple = ()
     type: type = float
     help: str = ""
+    #: for a categorical parameter (``cc`` in reno/cubic/bbr): the allowed values
+    choices: tuple = ()
 
-    def parse(self, raw) -> float | int:
+    def parse(self, raw) -> float | int | str:
         """RAW (a string from the command line, or a number) -> a checked value."""
+        if self.choices:
+            value = str(raw).strip()
+            if value not in [str(c) for c in self.choices]:
+                raise BadInput(f"parameter {self.name}: {raw!r} is not allowed; "
+                               f"allowed: {', '.join(str(c) for c in self.choices)}")
+            return value
         try:
             value = _parse_number(str(raw) if not isinstance(raw, str) else raw, self.type)
         except (TypeError, ValueError):
@@ -71,7 +79,18 @@ class Param:
         return value
 
     def range_text(self) -> str:
+        if self.choices:
+            return ", ".join(str(c) for c in self.choices)
         return f"{self.min:g} to {self.max:g}" + (f" ({self.help})" if self.help else "")
+
+
+def Choice(name: str, choices: tuple, default=None, grid: tuple = (), quick: tuple = (),
+           help: str = "") -> Param:
+    """A categorical parameter: one of CHOICES (strings)."""
+    choices = tuple(str(c) for c in choices)
+    return Param(name, default=str(default if default is not None else choices[0]), min=0,
+                 max=0, grid=tuple(str(g) for g in grid), quick=tuple(str(q) for q in quick),
+                 type=str, help=help, choices=choices)
 
 
 def _parse_number(raw: str, typ: type):
@@ -86,28 +105,48 @@ def _parse_number(raw: str, typ: type):
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Pass when the median of a point's trials is within
-    [predicted - below, predicted + abs_ms + rel * predicted].
+    """Pass when the statistic (median) of a point's trials is within
+    [predicted - below, predicted + margin], where
+    margin = abs + rel * predicted + rtt_frac * params[rtt_param].
 
     ``below`` is 0 where physics says a measurement cannot come early (timers
-    fire late, never early; a packet cannot beat its delay)."""
+    fire late, never early; a packet cannot beat its delay); ``symmetric``
+    makes the band the same margin on both sides."""
     abs: float
     rel: float
     below: float = 0.0
     statistic: str = "median"
+    symmetric: bool = False
+    rtt_frac: float = 0.0
+    rtt_param: str = "rtt_ms"
 
-    def bounds(self, predicted: float) -> tuple[float, float]:
-        return predicted - self.below, predicted + self.abs + self.rel * abs(predicted)
+    def margin(self, predicted: float, params: dict | None = None) -> float:
+        m = self.abs + self.rel * abs(predicted)
+        if self.rtt_frac:
+            m += self.rtt_frac * float((params or {}).get(self.rtt_param, 0.0))
+        return m
 
-    def check(self, values: list[float], predicted: float) -> tuple[bool, float]:
+    def bounds(self, predicted: float, params: dict | None = None) -> tuple[float, float]:
+        m = self.margin(predicted, params)
+        return predicted - (m if self.symmetric else self.below), predicted + m
+
+    def check(self, values: list[float], predicted: float,
+              params: dict | None = None) -> tuple[bool, float]:
         stat = summary_stat(values, self.statistic)
-        lo, hi = self.bounds(predicted)
+        lo, hi = self.bounds(predicted, params)
         return lo <= stat <= hi, stat
 
     def describe(self, unit: str = "ms") -> str:
-        below = "never below" if not self.below else f"-{self.below:g} {unit}"
-        return (f"{self.statistic} within +[{self.abs:g} {unit} + {self.rel * 100:g}%] of the "
-                f"prediction, {below}")
+        parts = [f"{self.abs:g} {unit}"]
+        if self.rtt_frac:
+            parts.append(f"{self.rtt_frac:g} x {self.rtt_param}")
+        if self.rel:
+            parts.append(f"{self.rel * 100:g}%")
+        band = " + ".join(parts)
+        if self.symmetric:
+            return f"{self.statistic} within ±({band}) of the prediction"
+        below = "never below" if not self.below else f"down to -{self.below:g} {unit}"
+        return f"{self.statistic} within +[{band}] of the prediction, {below}"
 
 
 def summary_stat(values: list[float], how: str = "median") -> float:
@@ -177,6 +216,17 @@ class Experiment:
 
     def units(self, metric: str) -> str:
         return metric.rsplit("_", 1)[-1] if "_" in metric else ""
+
+    def tolerance(self, metric: str) -> Tolerance:
+        """TOLERANCE may be one Tolerance or {metric: Tolerance}."""
+        tol = self.TOLERANCE
+        return tol[metric] if isinstance(tol, dict) else tol
+
+    def describe_tolerance(self) -> str:
+        tol = self.TOLERANCE
+        if isinstance(tol, dict):
+            return "; ".join(f"{m}: {t.describe(self.units(m))}" for m, t in tol.items())
+        return tol.describe(self.units(next(iter(self.METRICS))))
 
 
 def names() -> list[str]:

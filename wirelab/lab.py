@@ -154,6 +154,27 @@ class Node:
         with netns.entered(self.ns):
             return socket.socket(family, type, proto)
 
+    def listening(self, port: int, proto: str = "tcp") -> bool:
+        """Whether something listens on PORT in this node (read from
+        /proc/thread-self/net/tcp, no process start)."""
+        with netns.entered(self.ns):
+            for table in (f"/proc/thread-self/net/{proto}", f"/proc/thread-self/net/{proto}6"):
+                try:
+                    lines = Path(table).read_text().splitlines()[1:]
+                except OSError:
+                    continue
+                for line in lines:
+                    f = line.split()
+                    if int(f[1].rsplit(":", 1)[1], 16) == port and (proto != "tcp" or f[3] == "0A"):
+                        return True
+        return False
+
+    def wait_listening(self, port: int, timeout_s: float = 20.0, proto: str = "tcp") -> None:
+        """Poll until PORT listens in this node, or raise TimeoutError."""
+        from wirelab.wait import poll
+        poll(lambda: self.listening(port, proto), timeout_s,
+             f"{proto} port {port} to listen in {self.name}")
+
 
 def _stop(proc: subprocess.Popen, grace_s: float = 2.0) -> None:
     if proc.poll() is not None:
@@ -240,6 +261,18 @@ class Lab:
 
     def hosts(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.role != "switch"]
+
+    @property
+    def workdir(self) -> Path:
+        """A private scratch directory for this lab (configs, keys, sockets),
+        removed with the lab."""
+        if getattr(self, "_workdir", None) is None:
+            import shutil
+            import tempfile
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"wirelab-{self.tag}-"))
+            self.undo.push(f"remove {self._workdir}",
+                           lambda d=self._workdir: shutil.rmtree(d, ignore_errors=True))
+        return self._workdir
 
     # -- building ------------------------------------------------------------
     def _new_ns(self, name: str) -> str:

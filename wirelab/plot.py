@@ -25,38 +25,53 @@ def plot_run(run: Run, exp: Experiment | None = None, out: Path | None = None) -
     exp = exp or load(run.experiment)
     pts = analysis.points(exp, run.rows)
     x = exp.X
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 7.5), sharex=True,
+    others = [n for n in exp.params if n != x]
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 1.4]})
     xs_all = sorted({p["params"][x] for p in pts})
-    log_x = len(xs_all) > 2 and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 20
-    for i, m in enumerate(exp.METRICS):
-        c = COLOURS[i % len(COLOURS)]
-        trials = [(r[x], r[m]) for r in run.rows if r.get(m) is not None]
-        if trials:
-            ax.scatter([t[0] for t in trials], [t[1] for t in trials], s=9, alpha=0.25, color=c,
-                       linewidths=0)
-        ok_pts = [p for p in pts if m in p["measured"]]
-        px = [p["params"][x] for p in ok_pts]
-        ax.plot(px, [p["predicted"][m] for p in ok_pts], "-", color=c, alpha=0.6, lw=1.5,
-                label=f"{m} predicted")
-        ax.plot(px, [p["measured"][m] for p in ok_pts], "o", color=c, ms=6,
-                label=f"{m} measured ({exp.TOLERANCE.statistic})")
-        ax2.plot(px, [p["measured"][m] - p["predicted"][m] for p in ok_pts], "o-", color=c, ms=5,
-                 label=m)
-        bad = [p for p in ok_pts if not p["ok"]]
-        ax.plot([p["params"][x] for p in bad], [p["measured"][m] for p in bad], "x", color="k",
-                ms=10, mew=2)
-    # Each metric's pass band, in its colour, around zero excess.
-    for i, m in enumerate(exp.METRICS):
-        band_pts = [p for p in pts if m in p["bounds"]]
-        if band_pts:
-            bx = [p["params"][x] for p in band_pts]
-            lo = [p["bounds"][m][0] - p["predicted"][m] for p in band_pts]
-            hi = [p["bounds"][m][1] - p["predicted"][m] for p in band_pts]
-            ax2.fill_between(bx, lo, hi, color=COLOURS[i % len(COLOURS)], alpha=0.10,
-                             label=f"pass band {m}")
+    numeric_x = all(isinstance(v, (int, float)) for v in xs_all)
+    log_x = (numeric_x and len(xs_all) > 2 and min(xs_all) > 0
+             and max(xs_all) / min(xs_all) >= 20)
+    # One line per (series, metric): a series is a combination of the
+    # parameters other than x (e.g. cc=cubic, mode=pool4).
+    series = sorted({tuple((n, p["params"][n]) for n in others) for p in pts}, key=str)
+    metrics = list(exp.METRICS)
+    markers = "os^Dvx*"
+    xpos = (lambda v: v) if numeric_x else (lambda v: xs_all.index(v))
+    k = 0
+    for si, skey in enumerate(series):
+        label_s = ", ".join(f"{n}={analysis.fmt(v)}" for n, v in skey)
+        spts = [p for p in pts if all(p["params"][n] == v for n, v in skey)]
+        srows = [r for r in run.rows if all(r.get(n) == v for n, v in skey)]
+        for mi, m in enumerate(metrics):
+            c = COLOURS[k % len(COLOURS)]
+            k += 1
+            name = f"{m}" + (f" [{label_s}]" if label_s else "")
+            trials = [(xpos(r[x]), r[m]) for r in srows if r.get(m) is not None]
+            if trials:
+                ax.scatter([t[0] for t in trials], [t[1] for t in trials], s=9, alpha=0.25,
+                           color=c, linewidths=0)
+            ok_pts = sorted((p for p in spts if m in p["measured"]),
+                            key=lambda p: xpos(p["params"][x]))
+            px = [xpos(p["params"][x]) for p in ok_pts]
+            ax.plot(px, [p["predicted"][m] for p in ok_pts], "-", color=c, alpha=0.55, lw=1.5,
+                    label=f"{name} predicted")
+            ax.plot(px, [p["measured"][m] for p in ok_pts], markers[mi % len(markers)],
+                    color=c, ms=6, label=f"{name} measured ({exp.tolerance(m).statistic})")
+            ax2.plot(px, [p["measured"][m] - p["predicted"][m] for p in ok_pts],
+                     markers[mi % len(markers)] + "-", color=c, ms=5, lw=1)
+            bad = [p for p in ok_pts if not p["ok"]]
+            ax.plot([xpos(p["params"][x]) for p in bad], [p["measured"][m] for p in bad], "x",
+                    color="k", ms=11, mew=2)
+            # The pass band around zero excess, in the line's colour.
+            if ok_pts:
+                lo = [p["bounds"][m][0] - p["predicted"][m] for p in ok_pts]
+                hi = [p["bounds"][m][1] - p["predicted"][m] for p in ok_pts]
+                ax2.fill_between(px, lo, hi, color=c, alpha=0.08)
+    if not numeric_x:
+        ax2.set_xticks(range(len(xs_all)), [str(v) for v in xs_all])
     ax2.axhline(0, color="grey", lw=0.8)
-    unit = exp.units(next(iter(exp.METRICS)))
+    unit = exp.units(metrics[0])
     if log_x:
         from matplotlib.ticker import ScalarFormatter
         ax.set_xscale("log")
@@ -68,16 +83,18 @@ def plot_run(run: Run, exp: Experiment | None = None, out: Path | None = None) -
     ax2.set_xlabel(x.replace("_", " [", 1) + "]" if "_" in x else x)
     ax.grid(True, which="both", alpha=0.3)
     ax2.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    ax2.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7 if k > 4 else 8, loc="upper left", ncol=2 if k > 4 else 1)
+    ax2.text(0.99, 0.95, "shaded: pass band", transform=ax2.transAxes, ha="right", va="top",
+             fontsize=7, color="grey")
     m = run.manifest
     verdict = analysis.verdict(pts, m.get("status") == "completed")
     title = "\n".join(textwrap.wrap(exp.CLAIM, 80))
     fig.suptitle(f"{title}\n[{exp.id}]  verdict: {verdict.upper()}", fontsize=11)
-    k = m.get("kernel", {})
-    fig.text(0.01, 0.005, f"kernel {k.get('release', '?')} ({m.get('backend', '?')}), "
+    kern = m.get("kernel", {})
+    fig.text(0.01, 0.005, f"kernel {kern.get('release', '?')} ({m.get('backend', '?')}), "
              f"{m.get('repeats', '?')} trials/point, dots = trials, markers = "
-             f"{exp.TOLERANCE.statistic}; run {run.dir.name}", fontsize=7, color="grey")
+             f"{exp.tolerance(metrics[0]).statistic}; run {run.dir.name}", fontsize=7,
+             color="grey")
     fig.tight_layout(rect=(0, 0.02, 1, 1))
     out = out or run.dir / "plot.png"
     fig.savefig(out, dpi=110)

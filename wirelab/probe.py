@@ -110,6 +110,41 @@ def kernel_features() -> dict[str, dict]:
     return out
 
 
+def kernel_hz() -> dict:
+    """The kernel's tick rate (CONFIG_HZ): from /proc/config.gz where the
+    kernel has it, else measured from the jiffies counter in
+    /proc/timer_list over 0.3 s and rounded to the nearest configurable
+    value.  Delayed-ACK and RTO minimums are whole jiffies, so predictions
+    need it."""
+    import gzip
+    import time
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            for line in f:
+                if line.startswith("CONFIG_HZ="):
+                    return {"hz": int(line.split("=")[1]), "source": "/proc/config.gz"}
+    except OSError:
+        pass
+
+    def jiffies() -> int | None:
+        try:
+            with open("/proc/timer_list") as f:
+                for line in f:
+                    if line.startswith("jiffies:"):
+                        return int(line.split()[1])
+        except OSError:
+            return None
+        return None
+    j0, t0 = jiffies(), time.monotonic()
+    if j0 is None:
+        return {"hz": None, "source": "unknown (no /proc/config.gz or /proc/timer_list)"}
+    time.sleep(0.3)
+    j1, t1 = jiffies(), time.monotonic()
+    rate = (j1 - j0) / (t1 - t0)
+    hz = min((100, 250, 300, 1000), key=lambda h: abs(h - rate))
+    return {"hz": hz, "source": f"/proc/timer_list: {rate:.1f} jiffies/s measured"}
+
+
 def kernel_info() -> dict:
     return {"release": platform.release(), "machine": platform.machine(),
             "uml": os.environ.get("WIRELAB_IN_UML") == "1",

@@ -47,7 +47,7 @@ class Progress:
         self.t0 = time.monotonic()
 
     def update(self, point: int, params: dict, done: int, last: dict | None) -> None:
-        label = " ".join(f"{k}={v:g}" for k, v in params.items())
+        label = " ".join(f"{k}={analysis.fmt(v)}" for k, v in params.items())
         last_txt = " ".join(f"{k}={v:.2f}" for k, v in (last or {}).items())
         line = (f"[{point + 1}/{self.total}] {label}  trial {done}/{self.repeats}  {last_txt}"
                 f"  ({time.monotonic() - self.t0:.0f} s)")
@@ -86,7 +86,16 @@ def kernel_facts(lab: Lab, node: str | None = None) -> dict:
             p = sysctl_path(name)
             if p.exists():
                 sysctls[name] = p.read_text().strip()
-    return {"release": os.uname().release, "sysctls": sysctls}
+    return {"release": os.uname().release, "sysctls": sysctls, "hz": _HZ()["hz"]}
+
+
+_hz_cache: dict = {}
+
+
+def _HZ() -> dict:
+    if not _hz_cache:
+        _hz_cache.update(probe.kernel_hz())
+    return _hz_cache
 
 
 def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int | None = None,
@@ -108,9 +117,9 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
         "parameters": {p.name: {"default": p.default, "min": p.min, "max": p.max,
                                 "help": p.help} for p in exp.PARAMS},
         "overrides": overrides, "quick": quick, "grid": grid, "repeats": n, "seed": seed,
-        "metrics": exp.METRICS, "x": exp.X, "tolerance": exp.TOLERANCE.describe(),
+        "metrics": exp.METRICS, "x": exp.X, "tolerance": exp.describe_tolerance(),
         "topology": exp.TOPOLOGY, "needs": sorted(exp.NEEDS),
-        "kernel": probe.kernel_info(), "backend": backend, "backend_reason": backend_reason,
+        "kernel": {**probe.kernel_info(), "hz": _HZ()}, "backend": backend, "backend_reason": backend_reason,
         "tools": {}, "git_revision": results.git_revision(), "argv": sys.argv,
         "started": now(), "ended": None, "status": "running", "points": [],
     }

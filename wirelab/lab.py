@@ -53,6 +53,7 @@ class Intf:
     ip: str | None = None
     shaping: Shaping = field(default_factory=Shaping)
     peer: "Intf | None" = None
+    switch: str | None = None   # the switch this port belongs to, if any
 
 
 class Node:
@@ -215,7 +216,11 @@ class Lab:
     """
 
     def __init__(self, topo, *, sysctls: dict[str, dict] | None = None,
-                 tag: str | None = None, use_ledger: bool = True):
+                 tag: str | None = None, use_ledger: bool = True, switch: str = "auto"):
+        if switch not in ("auto", "bridge", "ovs"):
+            raise BadInput(f"switch={switch!r}: allowed auto, bridge, ovs")
+        self.switch = switch
+        self.switch_kind: str | None = None
         self.topo = topo
         self.tag = tag or new_tag()
         self.extra_sysctls = sysctls or {}
@@ -302,8 +307,12 @@ class Lab:
         topo = self.topo
         switches = [n for n in topo.nodes() if topo.isSwitch(n)]
         sw_node = self._add_node("sw", "switch") if switches else None
+        self.switch_kind = self._switch_kind() if switches else None
         for name in topo.nodes():
             if topo.isSwitch(name):
+                self.nodes[name] = sw_node
+                if self.switch_kind == "ovs":
+                    continue  # bridges are made in one ovs-vsctl call once ports exist
                 sw_node.ipr.link("add", ifname=name, kind="bridge")
                 idx = sw_node.ipr.link_lookup(ifname=name)[0]
                 # Forward at once: no STP listening delay, no MAC ageing games.
@@ -323,10 +332,28 @@ class Lab:
                 node.sysctl(key, value)
         for n1, n2, info in topo.links(sort=True, withInfo=True):
             self._add_link(n1, n2, info)
+        if self.switch_kind == "ovs":
+            from wirelab.ovs import start_switches
+            start_switches(self, sw_node, switches)
         self._auto_address()
         for name in topo.nodes():
             if not topo.isSwitch(name):
                 self._add_routes(self.nodes[name], topo.nodeInfo(name).get("routes", []))
+
+    def _switch_kind(self) -> str:
+        """Open vSwitch with the kernel datapath where this kernel has it (UML,
+        a full VM); a Linux bridge otherwise.  Never OVS's userspace datapath:
+        it needs tx offload off on every host and reaches ~1 Gbit/s with heavy
+        retransmits, which would sit in a timing path."""
+        if self.switch == "bridge":
+            return "bridge"
+        from wirelab.ovs import kernel_datapath, usable_in_auto
+        ok, why = kernel_datapath()
+        if self.switch == "ovs":
+            if not ok:
+                raise LabError(f"switch=ovs: {why}")
+            return "ovs"
+        return "ovs" if ok and usable_in_auto()[0] else "bridge"
 
     def _owner(self, name: str) -> Node:
         return self.nodes[name]
@@ -348,8 +375,10 @@ class Lab:
             idx = node.ipr.link_lookup(ifname=ifname)[0]
             intf = Intf(ifname, node, idx, params.get("ip"), shaping)
             if self.topo.isSwitch(topo_name):
-                bridge = node.ipr.link_lookup(ifname=topo_name)[0]
-                node.ipr.link("set", index=idx, master=bridge)
+                intf.switch = topo_name
+                if self.switch_kind == "bridge":
+                    bridge = node.ipr.link_lookup(ifname=topo_name)[0]
+                    node.ipr.link("set", index=idx, master=bridge)
             elif intf.ip:
                 iface = ipaddress.ip_interface(intf.ip)
                 node.ipr.addr("add", index=idx, address=str(iface.ip),
@@ -398,7 +427,9 @@ class Lab:
         """Nodes, interfaces, addresses and shaping, for the run manifest."""
         out = {}
         for node in {id(n): n for n in self.nodes.values()}.values():
-            out[node.name] = {"role": node.role, "namespace": node.ns, "intfs": {
+            out[node.name] = {"role": node.role, "namespace": node.ns,
+                              **({"switch_kind": self.switch_kind} if node.role == "switch" else {}),
+                              "intfs": {
                 i.name: {"ip": i.ip, **{k: v for k, v in i.shaping.as_dict().items() if v}}
                 for i in node.intfs.values()}}
         return out

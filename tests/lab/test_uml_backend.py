@@ -109,3 +109,43 @@ def test_unknown_backend_is_bad_input():
     res = wirelab("exec", "--kernel", "vmware", "--", "true")
     assert res.returncode == 2
     assert "vmware" in res.stderr and "auto" in res.stderr
+
+
+def test_doctor_fails_clearly_when_no_kernel_can_run_labs(no_leftovers):
+    import os
+    res = wirelab("doctor", env={**os.environ, "WIRELAB_UML_BINARY": "/nonexistent/linux.uml"})
+    assert res.returncode == 3
+    assert "neither the host kernel nor User-Mode Linux can run labs" in res.stderr
+    assert "UNAVAILABLE (/nonexistent/linux.uml is missing" in res.stdout
+
+
+def test_a_uml_that_cannot_boot_gives_a_clear_message(tmp_path, no_leftovers):
+    import os
+    broken = tmp_path / "linux.uml"
+    broken.write_text("#!/bin/sh\necho 'Kernel panic - not syncing: no root' \nexit 1\n")
+    broken.chmod(0o755)
+    res = wirelab("exec", "--kernel", "uml", "--", "true",
+                  env={**os.environ, "WIRELAB_UML_BINARY": str(broken)})
+    assert res.returncode == 3
+    assert "the UML guest stopped before the command finished" in res.stderr
+    assert "Kernel panic - not syncing: no root" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_sigkill_of_the_wrapper_leaves_no_uml_process(no_leftovers):
+    before = uml_pids()
+    proc = subprocess.Popen([*WIRELAB, "exec", "--kernel", "uml", "--", "sh", "-c",
+                             "echo started; sleep 300"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL)
+    assert proc.stdout.readline() == "started\n"
+    assert uml_pids() - before
+    proc.kill()
+    proc.wait(timeout=10)
+    # PR_SET_PDEATHSIG takes the guest down with us; `wirelab clean` finishes
+    # whatever the ledger still names.
+    res = wirelab("clean")
+    assert res.returncode == 0
+    deadline = time.monotonic() + 10
+    while uml_pids() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (uml_pids() - before)

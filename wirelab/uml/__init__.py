@@ -38,7 +38,9 @@ from pathlib import Path
 
 from wirelab.errors import EnvironmentProblem, TimedOut
 
-UML_BINARY = "/usr/bin/linux.uml"
+#: WIRELAB_UML_BINARY points elsewhere (a locally built kernel, or a test's
+#: broken one).
+UML_BINARY = os.environ.get("WIRELAB_UML_BINARY", "/usr/bin/linux.uml")
 MODULE_ROOT = Path("/usr/lib/uml/modules")
 INIT_SCRIPT = Path(__file__).with_name("guest-init.sh")
 DEFAULT_MEM_MB = 1024

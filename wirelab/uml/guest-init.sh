@@ -50,6 +50,8 @@ mkdir -p $N/run/lock $N/run/netns $N/run/openvswitch $N/run/wirelab-ctl
 rm -f $N/etc/openvswitch/conf.db $N/etc/openvswitch/.conf.db.~lock~ 2>/dev/null
 mount -t hostfs none $N/run/wirelab-ctl -o "$WIRELAB_CTL" || fail "cannot mount the control directory"
 if [ -n "$PROJECT" ]; then
+    # (A project under /tmp has no mount point in the guest's fresh /tmp.)
+    mkdir -p "$N$PROJECT"
     mount -t hostfs none "$N$PROJECT" -o "$PROJECT" || fail "cannot mount the project directory $PROJECT"
 fi
 # Other directories the host asked to see written through (a results root

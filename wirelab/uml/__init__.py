@@ -227,7 +227,7 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
         log_text = Path(log_path).read_text(errors="replace")
         rc_file = Path(ctl, "rc")
         if not rc_file.exists():
-            tail = "\n".join(log_text.strip().splitlines()[-15:])
+            tail = console_excerpt(log_text)
             raise EnvironmentProblem(
                 "the UML guest stopped before the command finished "
                 f"(linux.uml exit status {proc.returncode}); its console said:\n{tail}")
@@ -240,6 +240,16 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
         os.close(err_fd)
         if os.environ.get("WIRELAB_KEEP_UML_CTL") != "1":
             shutil.rmtree(ctl, ignore_errors=True)
+
+
+def console_excerpt(log_text: str, keep: int = 8) -> str:
+    """What a person needs from a failed boot's console: our init's own
+    messages and the panic line first, then the last lines that are not
+    stack-trace frames."""
+    lines = [l.rstrip() for l in log_text.splitlines() if l.strip()]
+    key = [l for l in lines if "wirelab-uml:" in l or "Kernel panic" in l]
+    rest = [l for l in lines if not l.lstrip().startswith(("[<", "<4> [<")) and l not in key]
+    return "\n".join(key + rest[-keep:])
 
 
 def inside() -> bool:

@@ -1,0 +1,257 @@
+"""One request, one response of S bytes, on a new TCP connection, in-process.
+
+Used by the slow-start experiments (CLAIMS [10], [11]).  The client (in one
+lab node) connects, sends the decimal size and a newline, and reads until S
+bytes have arrived; the server (a thread listening in another node) answers
+each connection with S zero bytes and closes.  Both ends live in the runner's
+process, so a transfer starts no program (a process start costs ~30x native
+inside UML) and both ends timestamp on one clock (``time.perf_counter``).
+
+The server records what its accepted socket says before it sends anything
+(TCP_INFO: the initial cwnd, the send MSS, the peer's window), again when the
+client has closed (retransmissions, time limited by the receive window or the
+send buffer) and, when asked,
+samples TCP_INFO every ``sample_every_s`` while the response drains, for a
+cwnd-over-time trace.
+"""
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from wirelab import tcpinfo
+
+REQUEST_MAX_BYTES = 32
+#: A transfer that takes longer than this is a failure, not a slow point.
+TRANSFER_TIMEOUT_S = 120.0
+#: TCP_INFO fields kept per sample of a cwnd trace.
+SAMPLE_FIELDS = ("snd_cwnd", "snd_ssthresh", "unacked", "bytes_acked", "snd_wnd", "ca_state",
+                 "rtt", "pacing_rate", "rwnd_limited", "delivery_rate")
+
+
+class TransferError(RuntimeError):
+    """A transfer broke off or sent something other than what was asked."""
+
+
+@dataclass
+class ServerRecord:
+    """What the server saw on one connection.  Times are perf_counter seconds."""
+    accepted_s: float
+    congestion: str
+    info_at_accept: dict
+    maxseg_bytes: int
+    sent_bytes: int = 0
+    send_done_s: float = 0.0
+    info_at_end: dict = field(default_factory=dict)
+    acked_s: float | None = None
+    samples: list[dict] = field(default_factory=list)
+
+
+class BulkServer:
+    """A listening socket in NODE on PORT and a thread that serves it.
+
+    CONGESTION, if given, is set on the listening socket (TCP_CONGESTION):
+    accepted sockets inherit it, so it is in force from the first data
+    segment on.  ``sample_next(interval_s)`` asks for a TCP_INFO trace of the
+    next connection only."""
+
+    def __init__(self, node, port: int, congestion: str | None = None):
+        self.sock = node.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.congestion = tcpinfo.set_congestion(self.sock, congestion) if congestion else \
+            tcpinfo.congestion(self.sock)
+        if congestion and self.congestion != congestion:
+            raise TransferError(f"TCP_CONGESTION {congestion!r} read back as {self.congestion!r}")
+        self.sock.bind(("0.0.0.0", port))
+        self.sock.listen(16)
+        self.records: queue.Queue = queue.Queue()
+        self._sample_interval_s: float | None = None
+        self._payload = memoryview(bytes(0))
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"bulk:{port}")
+        self.thread.start()
+
+    def sample_next(self, interval_s: float) -> None:
+        self._sample_interval_s = interval_s
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed: the lab is going away
+            try:
+                self.records.put(self._serve(conn))
+            except (OSError, TransferError, ValueError) as e:
+                self.records.put(e)
+            finally:
+                conn.close()
+
+    def _serve(self, conn: socket.socket) -> ServerRecord:
+        accepted = time.perf_counter()
+        conn.settimeout(TRANSFER_TIMEOUT_S)
+        rec = ServerRecord(accepted, tcpinfo.congestion(conn), tcpinfo.read(conn),
+                           tcpinfo.maxseg(conn))
+        size = _read_request(conn)
+        if len(self._payload) < size:
+            self._payload = memoryview(bytes(size))
+        interval, self._sample_interval_s = self._sample_interval_s, None
+        sampler = None
+        if interval:
+            sampler = threading.Thread(target=_sample, args=(conn, rec, size, interval),
+                                       daemon=True, name="tcpinfo-sampler")
+            sampler.start()
+        conn.sendall(self._payload[:size])
+        rec.sent_bytes = size
+        rec.send_done_s = time.perf_counter()
+        # The client closes once it has read everything: its FIN comes after
+        # its last ACK, so TCP_INFO read then covers the whole transfer.
+        # (A blocking recv, not a poll: no wake-ups while the client reads.)
+        extra = conn.recv(1)
+        if extra:
+            raise TransferError(f"the client sent more than one request: {extra!r}")
+        rec.info_at_end = tcpinfo.read(conn)
+        if sampler is not None:
+            sampler.join(TRANSFER_TIMEOUT_S)
+        return rec
+
+    def record(self, timeout_s: float = TRANSFER_TIMEOUT_S) -> ServerRecord:
+        """The next connection's record (raises what the server thread hit)."""
+        try:
+            rec = self.records.get(timeout=timeout_s)
+        except queue.Empty:
+            raise TimeoutError(f"the server recorded no connection within {timeout_s} s") from None
+        if isinstance(rec, BaseException):
+            raise TransferError(f"the server failed: {rec}") from rec
+        return rec
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+def _read_request(conn: socket.socket) -> int:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = conn.recv(REQUEST_MAX_BYTES - len(buf))
+        if not chunk:
+            raise TransferError(f"the client closed before a full request ({buf!r})")
+        buf += chunk
+        if len(buf) >= REQUEST_MAX_BYTES and not buf.endswith(b"\n"):
+            raise TransferError(f"request too long: {buf!r}")
+    return int(buf.decode().strip())
+
+
+def _sample(conn: socket.socket, rec: ServerRecord, size: int, interval_s: float) -> None:
+    """TCP_INFO of CONN every INTERVAL_S until all SIZE bytes are acked.
+
+    Sleeps are on an absolute schedule (t0 + i * interval) so a late wake-up
+    does not shift every later sample."""
+    t0 = time.perf_counter()
+    deadline = t0 + TRANSFER_TIMEOUT_S
+    i = 0
+    while True:
+        now = time.perf_counter()
+        try:
+            info = tcpinfo.read(conn)
+        except OSError:
+            return  # closed under us
+        rec.samples.append({"t_s": now, **{k: info.get(k) for k in SAMPLE_FIELDS}})
+        if info.get("bytes_acked", 0) >= size or now > deadline:
+            rec.acked_s = now
+            return
+        i += 1
+        time.sleep(max(0.0, t0 + i * interval_s - time.perf_counter()))
+
+
+@dataclass
+class ClientResult:
+    t0_s: float          # connect() called
+    connected_s: float   # connect() returned
+    last_byte_s: float   # the S-th byte was read
+    info: dict           # the client's TCP_INFO after the last byte
+
+    @property
+    def transfer_ms(self) -> float:
+        return (self.last_byte_s - self.t0_s) * 1e3
+
+
+def fetch(node, addr: str, port: int, size: int, recv_chunk: int = 1 << 20) -> ClientResult:
+    """Connect from NODE to ADDR:PORT, ask for SIZE bytes and read them all.
+
+    The clock starts before connect(), so the time includes the handshake
+    (one RTT), and stops when the last byte has been read."""
+    sock = node.socket()
+    sock.settimeout(TRANSFER_TIMEOUT_S)
+    buf = bytearray(min(size, recv_chunk) or 1)
+    view = memoryview(buf)
+    try:
+        t0 = time.perf_counter()
+        sock.connect((addr, port))
+        t1 = time.perf_counter()
+        sock.sendall(f"{size}\n".encode())
+        got = 0
+        while got < size:
+            n = sock.recv_into(view, min(len(buf), size - got))
+            if n == 0:
+                raise TransferError(f"the server closed after {got} of {size} bytes")
+            got += n
+        t2 = time.perf_counter()
+        info = tcpinfo.read(sock)
+    finally:
+        sock.close()
+    return ClientResult(t0, t1, t2, info)
+
+
+CWND_CSV_COLUMNS = ("t_ms", "snd_cwnd_segs", "snd_ssthresh_segs", "unacked_segs", "bytes_acked",
+                    "snd_wnd_bytes", "ca_state", "rtt_us", "pacing_rate_Bps", "delivery_rate_Bps",
+                    "rwnd_limited_us")
+
+
+def cwnd_csv(rec: ServerRecord, t0_s: float) -> str:
+    """REC's TCP_INFO samples as CSV, time in ms since the client's connect()."""
+    lines = [",".join(CWND_CSV_COLUMNS)]
+    for s in rec.samples:
+        row = [f"{(s['t_s'] - t0_s) * 1e3:.3f}", s["snd_cwnd"], s["snd_ssthresh"], s["unacked"],
+               s["bytes_acked"], s["snd_wnd"], s["ca_state"], s["rtt"], s["pacing_rate"],
+               s["delivery_rate"], s["rwnd_limited"]]
+        lines.append(",".join("" if v is None else str(v) for v in row))
+    return "\n".join(lines) + "\n"
+
+
+def plot_cwnd(path, rec: ServerRecord, t0_s: float, rtt_ms: float, model_cwnd: list[int],
+              title: str) -> None:
+    """cwnd(t) of the server socket as sampled, against the model's cwnd per
+    round: round i's burst leaves the server at (i + 0.5) RTT after the
+    client's connect() (handshake 1 RTT, request half an RTT), so cwnd_i is
+    drawn over [(i + 0.5) r, (i + 1.5) r)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [(s["t_s"] - t0_s) * 1e3 for s in rec.samples]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.step(t, [s["snd_cwnd"] for s in rec.samples], where="post", marker="o", ms=3,
+            label="snd_cwnd (TCP_INFO every r/4)")
+    ax.step(t, [s["unacked"] for s in rec.samples], where="post", lw=0.8, alpha=0.6,
+            label="unacked segments")
+    xs, ys = [], []
+    for i, c in enumerate(model_cwnd, start=1):
+        xs += [(i + 0.5) * rtt_ms, (i + 1.5) * rtt_ms]
+        ys += [c, c]
+    ax.plot(xs, ys, "--", color="k", lw=1, label="model: cwnd per round")
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("time since the client's connect() [ms]")
+    ax.set_ylabel("segments")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -36,6 +36,11 @@ def plot_run(run: Run, exp: Experiment | None = None, out: Path | None = None) -
     # parameters other than x (e.g. cc=cubic, mode=pool4).
     series = sorted({tuple((n, p["params"][n]) for n in others) for p in pts}, key=str)
     metrics = list(exp.METRICS)
+    # Metrics in a second unit (e.g. rtts next to ms) get their own y axis on
+    # the right, so neither scale squashes the other.
+    units = list(dict.fromkeys(exp.units(m) for m in metrics))
+    ax_r = ax.twinx() if len(units) > 1 else None
+    axis_of = {m: (ax if exp.units(m) == units[0] or ax_r is None else ax_r) for m in metrics}
     markers = "os^Dvx*"
     xpos = (lambda v: v) if numeric_x else (lambda v: xs_all.index(v))
     k = 0
@@ -49,19 +54,19 @@ def plot_run(run: Run, exp: Experiment | None = None, out: Path | None = None) -
             name = f"{m}" + (f" [{label_s}]" if label_s else "")
             trials = [(xpos(r[x]), r[m]) for r in srows if r.get(m) is not None]
             if trials:
-                ax.scatter([t[0] for t in trials], [t[1] for t in trials], s=9, alpha=0.25,
+                axis_of[m].scatter([t[0] for t in trials], [t[1] for t in trials], s=9, alpha=0.25,
                            color=c, linewidths=0)
             ok_pts = sorted((p for p in spts if m in p["measured"]),
                             key=lambda p: xpos(p["params"][x]))
             px = [xpos(p["params"][x]) for p in ok_pts]
-            ax.plot(px, [p["predicted"][m] for p in ok_pts], "-", color=c, alpha=0.55, lw=1.5,
+            axis_of[m].plot(px, [p["predicted"][m] for p in ok_pts], "-", color=c, alpha=0.55, lw=1.5,
                     label=f"{name} predicted")
-            ax.plot(px, [p["measured"][m] for p in ok_pts], markers[mi % len(markers)],
+            axis_of[m].plot(px, [p["measured"][m] for p in ok_pts], markers[mi % len(markers)],
                     color=c, ms=6, label=f"{name} measured ({exp.tolerance(m).statistic})")
             ax2.plot(px, [p["measured"][m] - p["predicted"][m] for p in ok_pts],
                      markers[mi % len(markers)] + "-", color=c, ms=5, lw=1)
             bad = [p for p in ok_pts if not p["ok"]]
-            ax.plot([xpos(p["params"][x]) for p in bad], [p["measured"][m] for p in bad], "x",
+            axis_of[m].plot([xpos(p["params"][x]) for p in bad], [p["measured"][m] for p in bad], "x",
                     color="k", ms=11, mew=2)
             # The pass band around zero excess, in the line's colour.
             if ok_pts:
@@ -78,7 +83,13 @@ def plot_run(run: Run, exp: Experiment | None = None, out: Path | None = None) -
         ax.set_yscale("log")
         for axis in (ax.xaxis, ax.yaxis, ax2.xaxis):
             axis.set_major_formatter(ScalarFormatter())
-    ax.set_ylabel(f"time [{unit}]" if unit else "value")
+    ax.set_ylabel(f"[{unit}]" if unit else "value")
+    if ax_r is not None:
+        ax_r.set_ylabel(f"[{units[1]}]" + (f", [{'], ['.join(units[2:])}]" if units[2:] else ""))
+        if log_x:
+            ax_r.set_yscale("log")
+        handles, labels = ax_r.get_legend_handles_labels()
+        ax_r.legend(handles, labels, fontsize=7, loc="lower right")
     ax2.set_ylabel(f"measured - predicted [{unit}]")
     ax2.set_xlabel(x.replace("_", " [", 1) + "]" if "_" in x else x)
     ax.grid(True, which="both", alpha=0.3)

@@ -26,6 +26,8 @@ RECORDED_SYSCTLS = (
     "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_synack_retries", "net.ipv4.tcp_fastopen",
     "net.ipv4.tcp_slow_start_after_idle", "net.ipv4.tcp_no_metrics_save",
     "net.ipv4.tcp_syn_linear_timeouts", "net.core.default_qdisc", "net.ipv4.ip_forward",
+    "net.ipv4.tcp_adv_win_scale", "net.ipv4.tcp_app_win", "net.ipv4.tcp_moderate_rcvbuf",
+    "net.core.rmem_max", "net.core.wmem_max", "net.ipv4.tcp_mem",
 )
 
 

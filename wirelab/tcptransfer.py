@@ -43,10 +43,10 @@ class ServerRecord:
     congestion: str
     info_at_accept: dict
     maxseg_bytes: int
+    send_start_s: float = 0.0
     sent_bytes: int = 0
     send_done_s: float = 0.0
     info_at_end: dict = field(default_factory=dict)
-    acked_s: float | None = None
     samples: list[dict] = field(default_factory=list)
 
 
@@ -55,10 +55,12 @@ class BulkServer:
 
     CONGESTION, if given, is set on the listening socket (TCP_CONGESTION):
     accepted sockets inherit it, so it is in force from the first data
-    segment on.  ``sample_next(interval_s)`` asks for a TCP_INFO trace of the
-    next connection only."""
+    segment on.  NODELAY sets TCP_NODELAY on each accepted socket.
+    ``sample_next(interval_s)`` asks for a TCP_INFO trace of the next
+    connection only."""
 
-    def __init__(self, node, port: int, congestion: str | None = None):
+    def __init__(self, node, port: int, congestion: str | None = None, nodelay: bool = True):
+        self.nodelay = nodelay
         self.sock = node.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.congestion = tcpinfo.set_congestion(self.sock, congestion) if congestion else \
@@ -76,6 +78,12 @@ class BulkServer:
     def sample_next(self, interval_s: float) -> None:
         self._sample_interval_s = interval_s
 
+    def reserve(self, size: int) -> None:
+        """Allocate the response buffer now: zero-filling megabytes costs tens
+        of ms of page faults inside UML, which must not land in a trial."""
+        if len(self._payload) < size:
+            self._payload = memoryview(bytes(size))
+
     def _loop(self) -> None:
         while True:
             try:
@@ -92,17 +100,36 @@ class BulkServer:
     def _serve(self, conn: socket.socket) -> ServerRecord:
         accepted = time.perf_counter()
         conn.settimeout(TRANSFER_TIMEOUT_S)
+        if self.nodelay:
+            # Nagle (Linux's Minshall variant) holds a sub-MSS segment while
+            # another is unacked.  One write can still produce two: the write
+            # queue's skbs end off the MSS grid where tcp_sendmsg pushed while
+            # waiting for send-buffer memory, or where a window edge split
+            # one.  The second then waits a whole RTT - seen in 1 of 3
+            # transfers of 100 KB.  HTTP servers set TCP_NODELAY; so do we.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         rec = ServerRecord(accepted, tcpinfo.congestion(conn), tcpinfo.read(conn),
                            tcpinfo.maxseg(conn))
-        size = _read_request(conn)
-        if len(self._payload) < size:
-            self._payload = memoryview(bytes(size))
         interval, self._sample_interval_s = self._sample_interval_s, None
-        sampler = None
+        sampler, done = None, threading.Event()
         if interval:
-            sampler = threading.Thread(target=_sample, args=(conn, rec, size, interval),
+            # Started before the request is read: a thread start is slow in
+            # UML and must not delay the response.
+            sampler = threading.Thread(target=_sample, args=(conn, rec, interval, done),
                                        daemon=True, name="tcpinfo-sampler")
             sampler.start()
+        try:
+            self._send(conn, rec)
+        finally:
+            done.set()
+            if sampler is not None:
+                sampler.join(TRANSFER_TIMEOUT_S)
+        return rec
+
+    def _send(self, conn: socket.socket, rec: ServerRecord) -> None:
+        size = _read_request(conn)
+        self.reserve(size)
+        rec.send_start_s = time.perf_counter()
         conn.sendall(self._payload[:size])
         rec.sent_bytes = size
         rec.send_done_s = time.perf_counter()
@@ -113,9 +140,6 @@ class BulkServer:
         if extra:
             raise TransferError(f"the client sent more than one request: {extra!r}")
         rec.info_at_end = tcpinfo.read(conn)
-        if sampler is not None:
-            sampler.join(TRANSFER_TIMEOUT_S)
-        return rec
 
     def record(self, timeout_s: float = TRANSFER_TIMEOUT_S) -> ServerRecord:
         """The next connection's record (raises what the server thread hit)."""
@@ -148,10 +172,12 @@ def _read_request(conn: socket.socket) -> int:
     return int(buf.decode().strip())
 
 
-def _sample(conn: socket.socket, rec: ServerRecord, size: int, interval_s: float) -> None:
-    """TCP_INFO of CONN every INTERVAL_S until all SIZE bytes are acked.
+def _sample(conn: socket.socket, rec: ServerRecord, interval_s: float,
+            done: threading.Event) -> None:
+    """TCP_INFO of CONN every INTERVAL_S until DONE is set (the client has
+    closed: everything is acked), and once more then.
 
-    Sleeps are on an absolute schedule (t0 + i * interval) so a late wake-up
+    Waits are on an absolute schedule (t0 + i * interval) so a late wake-up
     does not shift every later sample."""
     t0 = time.perf_counter()
     deadline = t0 + TRANSFER_TIMEOUT_S
@@ -163,11 +189,10 @@ def _sample(conn: socket.socket, rec: ServerRecord, size: int, interval_s: float
         except OSError:
             return  # closed under us
         rec.samples.append({"t_s": now, **{k: info.get(k) for k in SAMPLE_FIELDS}})
-        if info.get("bytes_acked", 0) >= size or now > deadline:
-            rec.acked_s = now
+        if done.is_set() or now > deadline:
             return
         i += 1
-        time.sleep(max(0.0, t0 + i * interval_s - time.perf_counter()))
+        done.wait(max(0.0, t0 + i * interval_s - time.perf_counter()))
 
 
 @dataclass
@@ -182,14 +207,24 @@ class ClientResult:
         return (self.last_byte_s - self.t0_s) * 1e3
 
 
-def fetch(node, addr: str, port: int, size: int, recv_chunk: int = 1 << 20) -> ClientResult:
-    """Connect from NODE to ADDR:PORT, ask for SIZE bytes and read them all.
+RECV_CHUNK_BYTES = 1 << 20
+
+
+def recv_buffer(size: int = RECV_CHUNK_BYTES) -> bytearray:
+    """A receive buffer with every page already written: a fresh zero page
+    faulted in during a transfer costs the reader time (a lot of it in UML)."""
+    return bytearray(b"\0" * size)
+
+
+def fetch(node, addr: str, port: int, size: int, buf: bytearray | None = None) -> ClientResult:
+    """Connect from NODE to ADDR:PORT, ask for SIZE bytes and read them all
+    into BUF (reused, see :func:`recv_buffer`), chunk by chunk.
 
     The clock starts before connect(), so the time includes the handshake
     (one RTT), and stops when the last byte has been read."""
     sock = node.socket()
     sock.settimeout(TRANSFER_TIMEOUT_S)
-    buf = bytearray(min(size, recv_chunk) or 1)
+    buf = buf if buf is not None else recv_buffer(min(size, RECV_CHUNK_BYTES) or 1)
     view = memoryview(buf)
     try:
         t0 = time.perf_counter()
@@ -228,9 +263,9 @@ def cwnd_csv(rec: ServerRecord, t0_s: float) -> str:
 def plot_cwnd(path, rec: ServerRecord, t0_s: float, rtt_ms: float, model_cwnd: list[int],
               title: str) -> None:
     """cwnd(t) of the server socket as sampled, against the model's cwnd per
-    round: round i's burst leaves the server at (i + 0.5) RTT after the
-    client's connect() (handshake 1 RTT, request half an RTT), so cwnd_i is
-    drawn over [(i + 0.5) r, (i + 1.5) r)."""
+    round: round i's burst leaves the server (i - 1) RTT after it started
+    sending (ideally 1.5 RTT after the client's connect(): handshake, then
+    the request), so cwnd_i is drawn over [start + (i - 1) r, start + i r)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -241,11 +276,13 @@ def plot_cwnd(path, rec: ServerRecord, t0_s: float, rtt_ms: float, model_cwnd: l
             label="snd_cwnd (TCP_INFO every r/4)")
     ax.step(t, [s["unacked"] for s in rec.samples], where="post", lw=0.8, alpha=0.6,
             label="unacked segments")
+    start_ms = (rec.send_start_s - t0_s) * 1e3
     xs, ys = [], []
     for i, c in enumerate(model_cwnd, start=1):
-        xs += [(i + 0.5) * rtt_ms, (i + 1.5) * rtt_ms]
+        xs += [start_ms + (i - 1) * rtt_ms, start_ms + i * rtt_ms]
         ys += [c, c]
-    ax.plot(xs, ys, "--", color="k", lw=1, label="model: cwnd per round")
+    ax.plot(xs, ys, "--", color="k", lw=1,
+            label=f"model: cwnd per round (from the first send, {start_ms:.1f} ms)")
     ax.set_yscale("log", base=2)
     ax.set_xlabel("time since the client's connect() [ms]")
     ax.set_ylabel("segments")

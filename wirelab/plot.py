@@ -23,6 +23,9 @@ def plot_run(run: Run, exp: Experiment | None = None, out: Path | None = None) -
     import matplotlib.pyplot as plt
 
     exp = exp or load(run.experiment)
+    custom = getattr(exp.module, "plot", None)
+    if custom is not None:  # an experiment whose picture is not "metric vs x"
+        return custom(run, exp, out or run.dir / "plot.png")
     pts = analysis.points(exp, run.rows)
     x = exp.X
     others = [n for n in exp.params if n != x]

@@ -1,0 +1,59 @@
+"""The URL-journey plot: curl's cumulative phase times in round trips.
+
+One panel per (name lookup, TLS version).  Each phase's median, divided by
+the RTT, is drawn against the RTT; the model's round-trip count is a flat
+line (think time s adds s / r).  Where the measurement sits above its line
+by a constant in milliseconds, it falls toward the line as r grows: that is
+local processing, not a round trip.  Drawn only from what a run wrote.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from wirelab import analysis
+
+PHASES = ("namelookup_ms", "connect_ms", "appconnect_ms", "starttransfer_ms")
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+
+def phases_per_rtt(run, exp, out: Path | None = None) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [p for p in analysis.points(exp, run.rows) if float(p["params"]["rtt_ms"]) > 0]
+    panels = sorted({(p["params"]["dns"], p["params"]["tls"]) for p in pts})
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 4.6),
+                             sharey=True, squeeze=False)
+    for ax, (dns, tls) in zip(axes[0], panels):
+        sub = [p for p in pts if p["params"]["dns"] == dns and p["params"]["tls"] == tls]
+        for think, style in ((t, "-" if i == 0 else "--")
+                             for i, t in enumerate(sorted({p["params"]["think_ms"] for p in sub}))):
+            line = sorted((p for p in sub if p["params"]["think_ms"] == think),
+                          key=lambda p: float(p["params"]["rtt_ms"]))
+            xs = [float(p["params"]["rtt_ms"]) for p in line]
+            for m, c in zip(PHASES, COLOURS):
+                ax.plot(xs, [p["predicted"][m] / x for p, x in zip(line, xs)], style, color=c,
+                        alpha=0.5, lw=1.5)
+                ax.plot(xs, [p["measured"][m] / x for p, x in zip(line, xs)],
+                        "o" if p_ok(line) else "x", color=c, ms=5,
+                        label=f"{m.removesuffix('_ms')}, s={analysis.fmt(think)} ms")
+        ax.set_xscale("log")
+        ax.set_title(f"dns={dns}, TLS {tls}", fontsize=9)
+        ax.set_xlabel("rtt [ms]")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("curl time / RTT  (lines: the model's round trips)")
+    axes[0][0].legend(fontsize=6, loc="upper right")
+    verdict = analysis.verdict(analysis.points(exp, run.rows),
+                               run.manifest.get("status") == "completed")
+    fig.suptitle(f"[{exp.id}] cumulative curl -w phases in RTTs; verdict {verdict.upper()}",
+                 fontsize=10)
+    fig.tight_layout()
+    out = out or Path(run.dir) / "phases_per_rtt.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def p_ok(points: list[dict]) -> bool:
+    return all(p["ok"] for p in points)

@@ -33,11 +33,11 @@ import math
 import queue
 import socket
 import statistics
-import threading
 import time
 
 from wirelab import keepalive_tcpinfo as tcpinfo
 from wirelab.experiment import Param, Tolerance
+from wirelab.listener import Listener
 
 ID = "keepalive_connection_slow_start_after_idle"
 ALIASES = ("keepalive_idle", "slow_start_after_idle")
@@ -262,33 +262,22 @@ def lab_sysctls(params: dict) -> dict:
     return {"*": common, "h2": server}
 
 
-class _Server:
+class _Server(Listener):
     """Accepts connections in h2 one after another; per request it queues
     the whole response with one non-blocking send and records TCP_INFO
     before (cwnd, idle time, RTO) and after (the restarted cwnd: no ACK can
     have come back yet)."""
 
     def __init__(self, lab):
-        self.sock = lab["h2"].socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("0.0.0.0", PORT))
-        self.sock.listen(8)
         self.payload = b"x" * RESPONSE_BYTES
         self.records: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._loop, daemon=True, name="keepalive-server")
-        self.thread.start()
+        super().__init__(lab["h2"], PORT, backlog=8, name="keepalive-server")
 
-    def _loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                try:
-                    self._serve(conn)
-                except OSError as e:  # the client went away mid-trial
-                    self.records.put({"error": f"{type(e).__name__}: {e}"})
+    def handle(self, conn: socket.socket) -> None:
+        try:
+            self._serve(conn)
+        except OSError as e:  # the client went away mid-trial
+            self.records.put({"error": f"{type(e).__name__}: {e}"})
 
     def _serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, CC.encode())
@@ -307,13 +296,6 @@ class _Server:
             self.records.put({"before": before.as_dict(), "after": after.as_dict(),
                               "queued_bytes": queued, "cc": cc})
 
-    def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(timeout=5)
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bool:

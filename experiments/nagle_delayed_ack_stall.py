@@ -29,13 +29,13 @@ from __future__ import annotations
 import json
 import queue
 import socket
-import threading
 import time
 from pathlib import Path
 
 from wirelab import keepalive_tcpinfo as tcpinfo
 from wirelab import nagle_netstat
 from wirelab.experiment import Choice, Param, Tolerance
+from wirelab.listener import Listener
 
 ID = "nagle_delayed_ack_stall"
 ALIASES = ("nagle", "delayed_ack")
@@ -185,31 +185,20 @@ def lab_sysctls(params: dict) -> dict:
     return {"*": common}
 
 
-class _Server:
+class _Server(Listener):
     """A thread in h2: per connection, replies REPLY bytes to every 200 B
     received, and records the socket's TCP_INFO after each reply."""
 
     def __init__(self, lab, quickack: bool):
         self.quickack = quickack
-        self.sock = lab["h2"].socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("0.0.0.0", PORT))
-        self.sock.listen(8)
         self.records: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._loop, daemon=True, name="nagle-server")
-        self.thread.start()
+        super().__init__(lab["h2"], PORT, backlog=8, name="nagle-server")
 
-    def _loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                try:
-                    self._serve(conn)
-                except OSError as e:
-                    self.records.put({"error": f"{type(e).__name__}: {e}"})
+    def handle(self, conn: socket.socket) -> None:
+        try:
+            self._serve(conn)
+        except OSError as e:
+            self.records.put({"error": f"{type(e).__name__}: {e}"})
 
     def _serve(self, conn: socket.socket) -> None:
         reply = b"r" * REPLY
@@ -236,13 +225,6 @@ class _Server:
             raise ConnectionError(f"server: {rec['error']}")
         return rec
 
-    def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(timeout=5)
 
 
 def _connect(lab, mode: str) -> socket.socket:

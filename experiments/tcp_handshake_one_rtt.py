@@ -18,6 +18,7 @@ import threading
 import time
 
 from wirelab.experiment import Param, Tolerance
+from wirelab.listener import Listener
 
 ID = "tcp_handshake_one_rtt"
 ALIASES = ("tcp_handshake",)
@@ -66,36 +67,17 @@ def predict(params: dict, kernel: dict) -> dict:
     return {"connect_ms": r, "accept_ms": 1.5 * r}
 
 
-class _Server:
-    """A listening socket in h2 and a thread that timestamps each accept()."""
+class _Server(Listener):
+    """A listening socket in h2 whose thread timestamps each accept()."""
 
     def __init__(self, lab):
-        self.sock = lab["h2"].socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("0.0.0.0", PORT))
-        self.sock.listen(64)
         self.accepted: list[float] = []
         self.ready = threading.Semaphore(0)
-        self.thread = threading.Thread(target=self._loop, daemon=True, name="accept")
-        self.thread.start()
+        super().__init__(lab["h2"], PORT, name="accept")
 
-    def _loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted.append(time.perf_counter())
-            conn.close()
-            self.ready.release()
-
-    def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(timeout=5)
+    def handle(self, conn: socket.socket) -> None:
+        self.accepted.append(time.perf_counter())
+        self.ready.release()
 
 
 def _connect_once(lab, server: _Server) -> tuple[float, float]:

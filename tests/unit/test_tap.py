@@ -1,0 +1,105 @@
+"""wirelab.tap without root: the critical-path walk and a batch's span on
+synthetic timelines whose answers are known by construction."""
+from __future__ import annotations
+
+import pytest
+
+from wirelab.errors import LabError
+from wirelab.tap import Event, compute_s, critical_path, fetch_span
+from wirelab.tls_pcap import Segment
+
+C, S = "10.0.1.2", "10.0.2.2"
+SYN, ACK, PSH, FIN = 0x02, 0x10, 0x08, 0x01
+OWNER = {C: "client", S: "server"}
+
+
+def seg(src, dst, seq, ack, flags, n=0, sport=None, dport=None):
+    sport = sport if sport is not None else (40000 if src == C else 443)
+    dport = dport if dport is not None else (443 if src == C else 40000)
+    return Segment(0.0, src, sport, dst, dport, seq, ack, flags, b"x" * n)
+
+
+def both(ts_send, ts_recv, s):
+    """One packet: its departure at the sender, its arrival at the receiver."""
+    return Event(ts_send, True, s), Event(ts_recv, False, s)
+
+
+def request_response(one_way=0.025, client_think=0.004, server_think=0.002):
+    """SYN, SYN-ACK, the client's ACK at once, its request after
+    CLIENT_THINK, the response after SERVER_THINK; one-way delay ONE_WAY.
+    Returns the two taps."""
+    d = one_way
+    c_syn, s_syn = both(0.0, d, seg(C, S, 100, 0, SYN))
+    s_sa, c_sa = both(d, 2 * d, seg(S, C, 900, 101, SYN | ACK))
+    c_ack, s_ack = both(2 * d, 3 * d, seg(C, S, 101, 901, ACK))
+    t_req = 2 * d + client_think
+    c_req, s_req = both(t_req, t_req + d, seg(C, S, 101, 901, PSH | ACK, 200))
+    t_resp = t_req + d + server_think
+    s_resp, c_resp = both(t_resp, t_resp + d, seg(S, C, 901, 301, PSH | ACK, 3000))
+    return {"client": sorted([c_syn, c_sa, c_ack, c_req, c_resp], key=lambda e: e.ts),
+            "server": sorted([s_syn, s_sa, s_ack, s_req, s_resp], key=lambda e: e.ts)}
+
+
+def test_critical_path_splits_network_and_processing():
+    taps = request_response(one_way=0.025, client_think=0.004, server_think=0.002)
+    end = taps["client"][-1]
+    path = critical_path(taps, OWNER, 0.0, "client", end)
+    assert path.span_ms == pytest.approx(106.0)            # 2 RTT + 4 + 2 ms
+    assert path.network_ms == pytest.approx(100.0)         # exactly two round trips
+    assert path.compute_ms == pytest.approx({"client": 4.0, "server": 2.0})
+    assert path.network_ms + path.total_compute_ms == pytest.approx(path.span_ms)
+
+
+def test_a_pure_ack_wait_is_not_processing():
+    """A delayed ACK (a timer) that the other side waits for is counted as
+    network time: the walk never shortens the round-trip count."""
+    d = 0.01
+    data = seg(S, C, 1, 1, PSH | ACK, 1000)
+    s_data, c_data = both(0.0, d, data)
+    ack = seg(C, S, 1, 1001, ACK)
+    c_ack, s_ack = both(d + 0.040, 2 * d + 0.040, ack)           # 40 ms delayed ACK
+    more = seg(S, C, 1001, 1, PSH | ACK, 1000)
+    s_more, c_more = both(2 * d + 0.040, 3 * d + 0.040, more)    # sent when the ACK came
+    taps = {"client": [c_data, c_ack, c_more], "server": [s_data, s_ack, s_more]}
+    path = critical_path(taps, OWNER, 0.0, "client", c_more)
+    assert path.network_ms == pytest.approx(70.0)
+    assert path.total_compute_ms == pytest.approx(0.0)
+
+
+def test_a_gso_packet_matches_its_pieces():
+    """A 2896 B packet that left whole may arrive as two 1448 B segments."""
+    big = seg(S, C, 1, 1, ACK, 2896)
+    out = Event(0.0, True, big)
+    second = Event(0.010, False, seg(S, C, 1449, 1, ACK, 1448))
+    taps = {"server": [out], "client": [second]}
+    path = critical_path(taps, OWNER, 0.0, "client", second)
+    assert path.network_ms == pytest.approx(10.0) and path.hops == 1
+
+
+def test_a_packet_from_an_untapped_node_is_an_error():
+    stray = Event(0.010, False, seg("10.9.9.9", C, 1, 1, ACK, 10))
+    with pytest.raises(LabError, match="no tap at 10.9.9.9"):
+        critical_path({"client": [stray]}, OWNER, 0.0, "client", stray)
+
+
+def test_compute_s_charges_only_data_departures():
+    taps = request_response(one_way=0.025, client_think=0.004, server_think=0.002)
+    assert compute_s(taps["client"], 0.0, 1.0) == pytest.approx(0.004)
+    assert compute_s(taps["server"], 0.0, 1.0) == pytest.approx(0.002, abs=1e-9)
+
+
+def test_fetch_span_runs_from_the_first_syn_to_the_last_byte_before_closing():
+    taps = request_response(one_way=0.025, client_think=0.004, server_think=0.002)
+    # The previous batch's goodbye at the start, this batch's FIN at the end
+    # and the server's reply to it after: neither belongs to the span.
+    old_fin = Event(-0.5, False, seg(S, C, 5, 5, FIN | ACK, dport=39999))
+    fin = Event(0.2, True, seg(C, S, 301, 3901, FIN | ACK))
+    bye = Event(0.25, False, seg(S, C, 3901, 302, PSH | ACK, 24))
+    events = [old_fin, *taps["client"], fin, bye]
+    span = fetch_span(events, 443, 3000)
+    assert span["span_ms"] == pytest.approx(106.0)
+    assert span["connections"] == 1 and span["bytes"] == 3000
+    with pytest.raises(LabError, match="only 3000 B"):
+        fetch_span(events, 443, 3001)
+    with pytest.raises(LabError, match="no SYN"):
+        fetch_span([old_fin], 443, 1)

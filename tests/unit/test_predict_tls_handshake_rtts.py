@@ -177,11 +177,20 @@ def test_reader_handles_both_byte_orders_and_precisions(order, nano):
 
 
 def test_reader_skips_other_packets_and_a_truncated_tail():
-    udp = tcp_frame(CLIENT, 1, SERVER, 2, 0, 0, 0, proto=17)
-    data = pcap_bytes([(1.0, udp), (2.0, tcp_frame(CLIENT, 1, SERVER, 2, 0, 0, TCP_ACK, b"x"))])
+    icmp = tcp_frame(CLIENT, 1, SERVER, 2, 0, 0, 0, proto=1)
+    data = pcap_bytes([(1.0, icmp), (2.0, tcp_frame(CLIENT, 1, SERVER, 2, 0, 0, TCP_ACK, b"x"))])
     assert [s.payload for s in read_pcap(data)] == [b"x"]
     assert len(read_pcap(data[:-3])) == 0          # tcpdump still writing the last one
     assert read_pcap(b"") == [] and read_pcap(data[:10]) == []
+
+
+def test_reader_keeps_udp_datagrams_whole_and_out_of_connections():
+    udp = struct.pack("!HHHH", 5353, 53, 8 + 3, 0) + b"dns"
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
+                     bytes(map(int, CLIENT.split("."))), bytes(map(int, SERVER.split("."))))
+    (seg,) = read_pcap(pcap_bytes([(1.0, b"\x02" * 12 + b"\x08\x00" + ip + udp)]))
+    assert (seg.proto, seg.sport, seg.dport, seg.payload) == (17, 5353, 53, b"dns")
+    assert connections([seg], 53) == []
 
 
 def test_reader_reads_linux_cooked_captures():

@@ -33,6 +33,8 @@ from wirelab import curlw, resolver, services
 from wirelab.errors import LabError
 from wirelab.experiment import Choice, Param, Tolerance
 from wirelab.listener import Listener
+from wirelab.tap import Tap, critical_path, timeline
+from wirelab.tls_pcap import APPLICATION_DATA, connections, first_app_data, tls_records
 
 ID = "url_journey_rtt_budget"
 ALIASES = ("url_journey",)
@@ -79,15 +81,26 @@ PARAMS = [
 ]
 REPEATS = 10
 QUICK_REPEATS = 5
+CURL = {
+    "namelookup_ms": "time_namelookup: start to name resolved",
+    "connect_ms": "time_connect: start to TCP connected",
+    "appconnect_ms": "time_appconnect: start to TLS handshake done",
+    "starttransfer_ms": "time_starttransfer: start to first response byte",
+    "total_ms": "time_total: start to last byte",
+}
 METRICS = {
-    "namelookup_ms": "curl time_namelookup: start to name resolved, ms",
-    "connect_ms": "curl time_connect: start to TCP connected (cumulative), ms",
-    "appconnect_ms": "curl time_appconnect: start to TLS handshake done (cumulative), ms",
-    "starttransfer_ms": "curl time_starttransfer: start to first response byte (cumulative), ms",
-    "total_ms": "curl time_total: start to last byte (cumulative), ms",
+    **{m: f"curl's {what}, as the packets show it: time in the network on the phase's "
+          "critical path, the ends' processing (and the server's think time) taken out "
+          "(cumulative), ms" for m, what in CURL.items()},
+    **{f"curl_{m}": f"curl -w {what}, all included (cumulative; reported, floor only), ms"
+       for m, what in CURL.items()},
 }
 X = "rtt_ms"
-TOLERANCE = Tolerance(abs=0.5, rel=0.03)   # CLAIMS [01]: +[0.5 ms + 3%], never earlier
+# CLAIMS [01]: +[0.5 ms + 3%], never earlier.  curl's own figures carry each
+# end's processing, which no RTT model holds: reported, and never below it.
+TOLERANCE = {**{m: Tolerance(abs=0.5, rel=0.03) for m in CURL},
+             **{f"curl_{m}": Tolerance(abs=math.inf, rel=0.0) for m in CURL}}
+REQUEST_MIN_BYTES = 80     # a TLS record this long from the client is the request, not Finished
 
 PAGE_BYTES = 1024          # the page: far below one initial window
 DOMAIN = "lab.test"
@@ -127,17 +140,22 @@ def extra_rounds(size_bytes: int, kernel: dict) -> int:
 
 
 def predict(params: dict, kernel: dict) -> dict:
-    """Cumulative times, as curl reports them, from round-trip counts."""
+    """Cumulative times, as curl reports them, from round-trip counts: in
+    the network (no think time: that is the server's processing), and as
+    curl sees them (with it)."""
     r = float(params["rtt_ms"])
     dns = params["dns"]
     r_dns = r if dns in ("warm", "cold") else 0.0
     namelookup = r_dns + (float(params["auth_rtt_ms"]) if dns == "cold" else 0.0)
     connect = namelookup + r
     appconnect = connect + (2 if params["tls"] == "1.2" else 1) * r
-    starttransfer = appconnect + r + float(params["think_ms"])
+    starttransfer = appconnect + r
     total = starttransfer + extra_rounds(PAGE_BYTES, kernel) * r
-    return {"namelookup_ms": namelookup, "connect_ms": connect, "appconnect_ms": appconnect,
-            "starttransfer_ms": starttransfer, "total_ms": total}
+    net = {"namelookup_ms": namelookup, "connect_ms": connect, "appconnect_ms": appconnect,
+           "starttransfer_ms": starttransfer, "total_ms": total}
+    s = float(params["think_ms"])
+    return {**net, **{f"curl_{m}": v + (s if m in ("starttransfer_ms", "total_ms") else 0.0)
+                      for m, v in net.items()}}
 
 
 def check(entry: dict) -> tuple[bool, str]:
@@ -146,9 +164,10 @@ def check(entry: dict) -> tuple[bool, str]:
     st = entry["measured"].get("starttransfer_ms")
     if not r or st is None:
         return True, ""
-    s = float(entry["params"]["think_ms"])
-    return True, (f"first byte after {(st - s) / r:.2f} RTT + think "
-                  f"(model {(entry['predicted']['starttransfer_ms'] - s) / r:g})")
+    curl = entry["measured"].get("curl_starttransfer_ms")
+    return True, (f"first byte after {st / r:.2f} RTT in the network "
+                  f"(model {entry['predicted']['starttransfer_ms'] / r:g})"
+                  + (f"; curl: {curl:.1f} ms with processing and think time" if curl else ""))
 
 
 class _ThinkingBackend(Listener):
@@ -201,7 +220,14 @@ def prepare(lab, params: dict, ctx) -> None:
             f"--address=/{DOMAIN}/{SERVER_IP}", f"--local=/{DOMAIN}/", "--local-ttl=3600"])
         resolver.start_dnsmasq(lab, "d1", RESOLVER_IP, name="resolver", args=[
             f"--server=/{DOMAIN}/{AUTH_IP}", "--cache-size=10000", "--neg-ttl=3600"])
-    ctx.update(certs=certs, queue=[], batches=0,
+    taps = {}
+    # d2, the authoritative server, counts as network (the delay to it sits on
+    # its egress, where a tap would see it as processing).
+    for name in ("h1", "h2", *(("d1",) if params["dns"] in ("warm", "cold") else ())):
+        taps[name] = Tap(lab[name])
+        lab.undo.push(f"close the packet tap on {name}", taps[name].close)
+    owner = {i.ip.split("/")[0]: name for name in taps for i in lab[name].intfs.values() if i.ip}
+    ctx.update(certs=certs, queue=[], batches=0, taps=taps, owner=owner,
                path="/think" if think > 0 else "/page.html")
 
 
@@ -266,9 +292,13 @@ def _batch(lab, params: dict, ctx) -> list[dict]:
         _prime_resolver(lab, names)
     before = resolver.cache_stats(lab["h1"], RESOLVER_IP) if dns in ("warm", "cold") else None
     argv = _curl_argv(params, ctx, names)
+    for tap in ctx["taps"].values():
+        tap.drain()                      # the priming queries, the last batch's goodbyes
     res = resolver.run_with_resolver(lab["h1"], files, argv, timeout_s=120)
+    events = {name: tap.drain() for name, tap in ctx["taps"].items()}
     rows = curlw.parse_write_out(res.stdout)
     _validate(rows, params, names)
+    wire = wire_phases(events, ctx["owner"], names, params)
     note = ""
     if before is not None:
         after = resolver.cache_stats(lab["h1"], RESOLVER_IP)
@@ -283,8 +313,80 @@ def _batch(lab, params: dict, ctx) -> list[dict]:
     ctx["raw"].write_text(f"batch{ctx['batches'] - 1:02d}.txt", (
         "argv: " + " ".join(argv) + "\n" + note
         + (f"backend slept (ms): {', '.join(f'{s:.2f}' for s in slept)}\n" if slept else "")
-        + "curl -w (first line untimed):\n" + res.stdout))
-    return [{m: row[m] for m in METRICS} for row in rows[1:]]
+        + "curl -w (first line untimed):\n" + res.stdout
+        + "on the wire (ms; network / client, server, resolver processing):\n"
+        + "".join(f"{w['name']}: " + ", ".join(
+            f"{m.removesuffix('_ms')} {w[m]:.3f} / " + " ".join(
+                f"{n} {c:.3f}" for n, c in w['compute'][m].items()) for m in CURL) + "\n"
+            for w in wire)
+        + "".join(f"--- packets at {n} (ms) ---\n" + timeline(ev, min(
+            (e[0].ts for e in events.values() if e), default=None))
+            for n, ev in events.items())))
+    return [{**{m: w[m] for m in CURL}, **{f"curl_{m}": row[m] for m in CURL}}
+            for row, w in zip(rows[1:], wire[1:])]
+
+
+def _dns(e) -> tuple[str, bool] | None:
+    s = e.seg
+    if s.proto != 17 or 53 not in (s.sport, s.dport):
+        return None
+    return resolver.question(s.payload)
+
+
+def wire_phases(events: dict, owner: dict, names: list[str], params: dict) -> list[dict]:
+    """Each transfer's phases from the packet taps: the client's taps give
+    the moment each phase ends at its interface (last DNS reply for the
+    name; SYN-ACK; the server's last packet before the client sends its
+    request; the response's first and last byte), and a critical-path walk
+    back to the transfer's first packet (its first DNS query, or its SYN
+    with a hosts file) splits each into time in the network and each end's
+    processing (wirelab.tap.critical_path)."""
+    h1 = events["h1"]
+    conns = connections([e.seg for e in h1], 443)
+    if len(conns) != len(names):
+        raise LabError(f"the client's tap shows {len(conns)} connections for {len(names)} "
+                       "transfers")
+    at = {(e.ts, e.out, e.seg): e for e in h1}
+    out = []
+    for name, conn in zip(names, conns):
+        ev = [at[(s.ts, conn.from_client(s), s)] for s in conn.segments]
+        syn = ev[0]
+        queries = [e for e in h1 if e.out and (q := _dns(e)) and q == (name.lower(), False)]
+        replies = [e for e in h1 if not e.out and (q := _dns(e)) and q == (name.lower(), True)]
+        if params["dns"] in ("warm", "cold"):
+            if not queries or not replies:
+                raise LabError(f"{name}: no DNS exchange on the client's tap")
+            start = queries[0].ts
+        else:
+            if queries:
+                raise LabError(f"{name}: a DNS query left the client with a hosts file")
+            start = syn.ts
+        synack = next((e for e in ev if not e.out and e.seg.syn), None)
+        req = next((r for r in tls_records(conn.stream(True))
+                    if r.content_type == APPLICATION_DATA and r.length >= REQUEST_MIN_BYTES), None)
+        server = conn.stream(False)
+        resp = first_app_data(tls_records(server), PAGE_BYTES)
+        if synack is None or req is None or resp is None:
+            raise LabError(f"{name}: the client's tap lacks the handshake, request or response")
+        handshake = [e for e in ev if not e.out and e.seg.payload and e.ts < req.ts]
+        if not handshake:
+            raise LabError(f"{name}: no TLS handshake from the server before the request")
+
+        def arrival(ts: float):
+            return next(e for e in ev if not e.out and e.ts == ts)
+
+        ends = {"namelookup_ms": replies[-1] if replies else None, "connect_ms": synack,
+                "appconnect_ms": handshake[-1], "starttransfer_ms": arrival(resp.ts),
+                "total_ms": arrival(server.time_of(resp.offset + 5 + resp.length - 1))}
+        w = {"name": name, "compute": {}}
+        for m, end in ends.items():
+            if end is None:
+                w[m], w["compute"][m] = 0.0, {}
+                continue
+            path = critical_path(events, owner, start, "h1", end)
+            w[m], w["compute"][m] = path.network_ms, path.compute_ms
+        out.append(w)
+    return out
 
 
 def trial(lab, params: dict, ctx) -> dict:

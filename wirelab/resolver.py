@@ -176,6 +176,24 @@ def _skip_name(msg: bytes, i: int) -> int:
         i += 1 + n
 
 
+def question(msg: bytes) -> tuple[str, bool] | None:
+    """(the first question's name, is-a-reply) of a DNS message, or None
+    if it is not one this lab sends (no compression in a question)."""
+    if len(msg) < 13:
+        return None
+    flags, qd = struct.unpack("!HH", msg[2:6])
+    if qd < 1:
+        return None
+    labels, i = [], 12
+    while i < len(msg) and msg[i]:
+        n = msg[i]
+        if n & 0xC0 or i + 1 + n > len(msg):
+            return None
+        labels.append(msg[i + 1:i + 1 + n].decode("ascii", "replace"))
+        i += 1 + n
+    return ".".join(labels).lower(), bool(flags & 0x8000)
+
+
 def parse_response(msg: bytes, qid: int) -> dict:
     """{"rcode": int, "answers": [(type, rdata bytes, ttl s)]} of a reply to QID."""
     if len(msg) < 12:

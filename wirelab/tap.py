@@ -9,7 +9,10 @@ drains them afterwards, so a tap costs no process, no wake-up and no CPU
 time on the path it measures (inside User-Mode Linux, where the lab has one
 virtual CPU, a capturing tcpdump competes with the processes it watches).
 A buffer overflow is detected (``PACKET_STATISTICS``) and is an error,
-never a silently shorter timeline.
+never a silently shorter timeline.  The kernel hands an outgoing packet to
+the tap after the interface's egress qdisc: a tapped node must have no delay
+of its own on egress (the lab puts delay on routers), or the delay would be
+read as that node's processing.
 
 :func:`compute_s` applies the critical-path rule of
 :mod:`wirelab.tls_timing` to several nodes at once: the time a node spent
@@ -220,7 +223,16 @@ def critical_path(taps: dict[str, list[Event]], owner: dict[str, str], start: fl
         if not ev.out:
             sender = owner.get(ev.seg.src)
             if sender is None:
-                raise LabError(f"no tap at {ev.seg.src}, which sent a packet on the path")
+                # A node without a tap is part of the network: the exchange
+                # with it runs from what this node last sent it.
+                asked = next((e for e in reversed(taps[node]) if e.out and e.ts < ev.ts
+                              and e.seg.dst == ev.seg.src), None)
+                if asked is None:
+                    raise LabError(f"{node} received a packet from {ev.seg.src}, which has no "
+                                   "tap, without having sent it anything")
+                network += ev.ts - max(asked.ts, start)
+                ev, hops = asked, hops + 1
+                continue
             key = _tuple(ev.seg)
             send = None
             for e in reversed(taps[sender]):

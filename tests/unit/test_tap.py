@@ -76,10 +76,16 @@ def test_a_gso_packet_matches_its_pieces():
     assert path.network_ms == pytest.approx(10.0) and path.hops == 1
 
 
-def test_a_packet_from_an_untapped_node_is_an_error():
-    stray = Event(0.010, False, seg("10.9.9.9", C, 1, 1, ACK, 10))
-    with pytest.raises(LabError, match="no tap at 10.9.9.9"):
-        critical_path({"client": [stray]}, OWNER, 0.0, "client", stray)
+def test_an_untapped_node_is_part_of_the_network():
+    """A resolver asks an authoritative server without a tap: the whole
+    exchange (its processing included) counts as network time."""
+    q = Event(0.002, True, seg(C, "10.9.9.9", 0, 0, 0, 30, sport=5000, dport=53))
+    a = Event(0.030, False, seg("10.9.9.9", C, 0, 0, 0, 40, sport=53, dport=5000))
+    path = critical_path({"client": [q, a]}, OWNER, 0.0, "client", a)
+    assert path.network_ms == pytest.approx(28.0)
+    assert path.compute_ms == pytest.approx({"client": 2.0})
+    with pytest.raises(LabError, match="no tap"):
+        critical_path({"client": [a]}, OWNER, 0.0, "client", a)
 
 
 def test_compute_s_charges_only_data_departures():

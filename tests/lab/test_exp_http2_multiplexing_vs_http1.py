@@ -2,15 +2,12 @@
 --quick`, re-checked from its numbers.
 
 Judged as CLAIMS [39] says: loss-free totals within +-1 r of h + 20 r,
-h + ceil(20/6) r and h + 3 r.  Every curl process pays its first TLS
-handshake's start-up (CPU, not round trips; ~30 ms inside UML), which the
-differences between ways of fetching cancel: sequential minus six
-connections (16 r) and sequential minus HTTP/2 (17 r) are re-checked against
-the same +-1 r band whatever the verdict.  Six connections minus HTTP/2 is
-predicted as 1 r, less than the CPU six parallel handshakes take inside UML:
-only its sign is checked.  The loss case is
-reported (its ordering in the point's note), and no lossy fetch may beat the
-loss-free prediction.
+h + ceil(20/6) r and h + 4 r (20 x 5 KiB needs a fourth slow-start round).
+The totals judged are the batches' time in the network, from packet taps
+at both ends (the span less each end's processing on the critical path);
+the whole span, processing included, is reported and may never beat the
+round trips, and neither may any lossy fetch.  The loss case's ordering is
+reported in the point's note.
 """
 from __future__ import annotations
 
@@ -24,21 +21,20 @@ from conftest import wirelab
 def test_http2_vs_http1_quick(tmp_path, no_leftovers):
     res = wirelab("run", "http2_vs_http1", "--quick", "--json", timeout=600,
                   env={**os.environ, "WIRELAB_RESULTS": str(tmp_path)})
-    assert res.returncode in (0, 1), res.stderr
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     doc = json.loads(res.stdout)
-    assert doc["verdict"] == ("match" if res.returncode == 0 else "deviates")
+    assert doc["verdict"] == "match"
     (p,) = doc["points"]
     r = p["params"]["rtt_ms"]
     meas, pred = p["measured"], p["predicted"]
     assert p["n"] >= 4
-    if doc["verdict"] == "match":
-        for m in ("seq_ms", "par6_ms", "h2_ms"):
-            assert abs(meas[m] - pred[m]) <= r, (m, meas[m], pred[m])
-    for a, b in (("seq_ms", "par6_ms"), ("seq_ms", "h2_ms")):
-        assert abs((meas[a] - meas[b]) - (pred[a] - pred[b])) <= r, (a, b, meas)
-    assert meas["h2_ms"] < meas["par6_ms"] < meas["seq_ms"]
     for m in ("seq", "par6", "h2"):
+        assert abs(meas[f"{m}_ms"] - pred[f"{m}_ms"]) <= r, (m, meas, pred)
+        # The span holds the processing the network time leaves out.
+        assert meas[f"{m}_span_ms"] >= meas[f"{m}_ms"] >= pred[f"{m}_ms"] - r
+        assert meas[f"{m}_span_ms"] >= pred[f"{m}_ms"]
         assert meas[f"{m}_loss_ms"] >= pred[f"{m}_ms"]
+    assert meas["h2_ms"] < meas["seq_ms"] and meas["par6_ms"] < meas["seq_ms"]
     assert "with 2% loss:" in p["note"]
-    raw = Path(doc["run_dir"]) / "raw/point000"
-    assert "left intact" in (raw / "t00-h2.txt").read_text()
+    raw = (Path(doc["run_dir"]) / "raw/point000/t00-h2.txt").read_text()
+    assert "--- packets at h1 (ms) ---" in raw and "--- packets at h2 (ms) ---" in raw

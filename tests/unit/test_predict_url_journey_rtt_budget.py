@@ -49,12 +49,18 @@ def test_cold_cache_adds_the_resolvers_own_exchange(exp):
         assert cold[m] - warm[m] == pytest.approx(35.0)
 
 
-def test_think_time_adds_to_first_byte_only(exp):
+def test_think_time_adds_to_curls_first_byte_only(exp):
+    """The server's think time is its processing: curl sees it, the time in
+    the network does not."""
     a = exp.predict(point(think=0.0), KERNEL)
     b = exp.predict(point(think=200.0), KERNEL)
-    assert b["appconnect_ms"] == a["appconnect_ms"]
-    assert b["starttransfer_ms"] - a["starttransfer_ms"] == 200.0
+    assert b["curl_appconnect_ms"] == a["curl_appconnect_ms"] == a["appconnect_ms"]
+    assert b["curl_starttransfer_ms"] - a["curl_starttransfer_ms"] == 200.0
+    assert b["starttransfer_ms"] == a["starttransfer_ms"]
     assert b["total_ms"] == b["starttransfer_ms"]          # a 1 KB page: no extra round
+    assert b["curl_total_ms"] == b["curl_starttransfer_ms"]
+    for m in exp.module.CURL:
+        assert a[f"curl_{m}"] == a[m]
 
 
 def test_times_are_cumulative_and_ordered_for_the_whole_grid(exp):
@@ -85,7 +91,7 @@ def test_extra_rounds_read_the_mss_from_the_timestamp_sysctl(exp):
 
 
 def test_tolerance_is_the_claims_one_sided_band(exp):
-    tol = exp.TOLERANCE
+    tol = exp.tolerance("starttransfer_ms")
     pred = 200.0
     lo, hi = tol.bounds(pred)
     assert lo == pred and hi == pytest.approx(pred + 0.5 + 6.0)
@@ -150,9 +156,24 @@ def test_validate_refuses_a_reused_connection_or_wrong_tls(exp):
 
 def test_check_note_counts_rtts(exp):
     ok, note = exp.module.check({"params": point(think=200.0),
-                                 "measured": {"starttransfer_ms": 410.0},
-                                 "predicted": {"starttransfer_ms": 400.0}})
-    assert ok and "4.20 RTT" in note and "model 4" in note
+                                 "measured": {"starttransfer_ms": 210.0,
+                                              "curl_starttransfer_ms": 431.5},
+                                 "predicted": {"starttransfer_ms": 200.0}})
+    assert ok and "4.20 RTT in the network" in note and "model 4" in note
+    assert "curl: 431.5 ms" in note
+
+
+def test_curls_own_figures_are_reported_above_a_floor(exp):
+    tol = exp.tolerance("curl_connect_ms")
+    assert tol.check([1e6], 100.0)[0] and not tol.check([99.9], 100.0)[0]
+
+
+def test_dns_question_names_are_read_from_queries_and_replies():
+    _qid, q = resolver.build_query("P1b0n2.lab.test", "AAAA")
+    assert resolver.question(q) == ("p1b0n2.lab.test", False)
+    reply = q[:2] + b"\x81\x80" + q[4:]
+    assert resolver.question(reply) == ("p1b0n2.lab.test", True)
+    assert resolver.question(b"\x00" * 5) is None
 
 
 def test_client_files_and_binds(tmp_path):

@@ -1,10 +1,11 @@
-"""The URL-journey plot: curl's cumulative phase times in round trips.
+"""The URL-journey plot: curl's cumulative phases in round trips.
 
-One panel per (name lookup, TLS version).  Each phase's median, divided by
-the RTT, is drawn against the RTT; the model's round-trip count is a flat
-line (think time s adds s / r).  Where the measurement sits above its line
-by a constant in milliseconds, it falls toward the line as r grows: that is
-local processing, not a round trip.  Drawn only from what a run wrote.
+One panel per (name lookup, TLS version).  Each phase's median time in the
+network, divided by the RTT, is drawn (filled) against the RTT next to the
+model's round-trip count (a flat line); curl's own figure for the phase
+(hollow) adds each end's processing and the server's think time s, a
+constant in milliseconds that shrinks toward the line as r grows.  Drawn
+only from what a run wrote.
 """
 from __future__ import annotations
 
@@ -38,15 +39,20 @@ def phases_per_rtt(run, exp, out: Path | None = None) -> Path:
                 ax.plot(xs, [p["measured"][m] / x for p, x in zip(line, xs)],
                         "o" if p_ok(line) else "x", color=c, ms=5,
                         label=f"{m.removesuffix('_ms')}, s={analysis.fmt(think)} ms")
+                curl = [(x, p["measured"][f"curl_{m}"] / x) for p, x in zip(line, xs)
+                        if f"curl_{m}" in p["measured"]]
+                if curl:
+                    ax.plot(*zip(*curl), "o", mfc="none", color=c, ms=6, alpha=0.6)
         ax.set_xscale("log")
         ax.set_title(f"dns={dns}, TLS {tls}", fontsize=9)
         ax.set_xlabel("rtt [ms]")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("curl time / RTT  (lines: the model's round trips)")
+    axes[0][0].set_ylabel("time / RTT  (filled: network; hollow: curl -w; lines: model)")
     axes[0][0].legend(fontsize=6, loc="upper right")
     verdict = analysis.verdict(analysis.points(exp, run.rows),
                                run.manifest.get("status") == "completed")
-    fig.suptitle(f"[{exp.id}] cumulative curl -w phases in RTTs; verdict {verdict.upper()}",
+    fig.suptitle(f"[{exp.id}] cumulative phases in RTTs, network (judged) and curl -w; "
+                 f"verdict {verdict.upper()}",
                  fontsize=10)
     fig.tight_layout()
     out = out or Path(run.dir) / "phases_per_rtt.png"

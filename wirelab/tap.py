@@ -35,6 +35,10 @@ PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35          # asm-generic/socket.h (SO_TIMESTAMPNS_OLD)
 SO_RCVBUFFORCE = 33
 BUFFER_BYTES = 32 << 20      # ~10 000 full-size frames between two drains
+#: A sender held back by its window transmits from the softirq that takes
+#: the ACK in, microseconds later.  A data packet leaving longer than this
+#: after a pure ACK arrived was waiting for its application, not the ACK.
+ACK_CAUSE_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,8 @@ def critical_path(taps: dict[str, list[Event]], owner: dict[str, str], start: fl
     the chain of causes: an arrival was caused by the same packet's
     departure from its sender (``owner`` maps IP address -> node with a
     tap); a node's departure by the latest thing before it at that node,
-    a packet it received or its own previous departure.  The gap before a
+    a packet it received or its own previous departure (a pure ACK only if
+    the data left within ACK_CAUSE_S of it).  The gap before a
     data packet leaves (UDP, a TCP payload, SYN or FIN) is the node's
     processing; the gap before a pure ACK leaves is a timer's (delayed ACK)
     and is counted as network time, as is all time in flight.  Choosing the
@@ -247,9 +252,12 @@ def critical_path(taps: dict[str, list[Event]], owner: dict[str, str], start: fl
         pred = None
         for e in reversed(taps[node]):
             if e.ts < ev.ts or (e.ts == ev.ts and e is not ev and not e.out):
-                if not e.out or e.data:
-                    pred = e
-                    break
+                if e.out and not e.data:
+                    continue
+                if not e.out and not e.data and ev.data and ev.ts - e.ts > ACK_CAUSE_S:
+                    continue      # a pure ACK long before: not what this send waited for
+                pred = e
+                break
         if pred is None or pred.ts <= start:
             gap = ev.ts - start
             pred = None

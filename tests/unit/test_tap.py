@@ -66,6 +66,21 @@ def test_a_pure_ack_wait_is_not_processing():
     assert path.total_compute_ms == pytest.approx(0.0)
 
 
+def test_a_pure_ack_during_the_servers_think_time_is_not_its_cause():
+    """The client's delayed ACK of something else reaches the server while
+    its application thinks: the response was waiting for the application,
+    so the think time is processing, and the ACK's timer is off the path."""
+    taps = request_response(one_way=0.0005, client_think=0.001, server_think=0.200)
+    req_in = next(e for e in taps["server"] if not e.out and e.seg.payload)
+    stray = seg(C, S, 301, 901, ACK)                                   # a delayed ACK
+    c_stray, s_stray = both(req_in.ts + 0.040, req_in.ts + 0.0405, stray)
+    taps["client"] = sorted([*taps["client"], c_stray], key=lambda e: e.ts)
+    taps["server"] = sorted([*taps["server"], s_stray], key=lambda e: e.ts)
+    path = critical_path(taps, OWNER, 0.0, "client", taps["client"][-1])
+    assert path.network_ms == pytest.approx(2.0)                     # two round trips of 1 ms
+    assert path.compute_ms["server"] == pytest.approx(200.0)
+
+
 def test_a_gso_packet_matches_its_pieces():
     """A 2896 B packet that left whole may arrive as two 1448 B segments."""
     big = seg(S, C, 1, 1, ACK, 2896)

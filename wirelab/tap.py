@@ -39,6 +39,11 @@ BUFFER_BYTES = 32 << 20      # ~10 000 full-size frames between two drains
 #: the ACK in, microseconds later.  A data packet leaving longer than this
 #: after a pure ACK arrived was waiting for its application, not the ACK.
 ACK_CAUSE_S = 0.002
+#: ... and only an ACK that arrived while at least this much of the node's
+#: data was unacknowledged can have held it back (a congestion window is
+#: never below two segments).  An ACK of a lone small packet (a TLS session
+#: ticket) that happens to arrive as the application finishes is no cause.
+FULL_FLIGHT_BYTES = 2 * 1448
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,30 @@ def timeline(events: list[Event], t0: float | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _window_was_full(events: list[Event], ack: Event) -> bool:
+    """Had the node (whose EVENTS these are) at least FULL_FLIGHT_BYTES of
+    data unacknowledged on ACK's connection when ACK arrived?"""
+    a = ack.seg
+    mine = (a.proto, a.dst, a.dport, a.src, a.sport)
+    snd_nxt = una = None
+    for e in events:
+        if e.ts >= ack.ts:
+            break
+        s = e.seg
+        if e.out and s.payload and _tuple(s) == mine:
+            end = (s.seq + len(s.payload)) % 2**32
+            if una is None:
+                una = s.seq            # nothing acknowledged yet: all of it is out
+            if snd_nxt is None or 0 < (end - snd_nxt) % 2**32 < 2**31:
+                snd_nxt = end
+        elif not e.out and s.flags & 0x10 and (s.proto, s.dst, s.dport, s.src, s.sport) == mine:
+            una = s.ack                # the last acknowledgement before this one
+    if snd_nxt is None or una is None:
+        return False
+    flight = (snd_nxt - una) % 2**32
+    return flight < 2**31 and flight >= FULL_FLIGHT_BYTES
+
+
 @dataclass
 class PathTime:
     """Where the time from START to END went along the critical path."""
@@ -254,8 +283,9 @@ def critical_path(taps: dict[str, list[Event]], owner: dict[str, str], start: fl
             if e.ts < ev.ts or (e.ts == ev.ts and e is not ev and not e.out):
                 if e.out and not e.data:
                     continue
-                if not e.out and not e.data and ev.data and ev.ts - e.ts > ACK_CAUSE_S:
-                    continue      # a pure ACK long before: not what this send waited for
+                if not e.out and not e.data and ev.data and (
+                        ev.ts - e.ts > ACK_CAUSE_S or not _window_was_full(taps[node], e)):
+                    continue      # not an ACK this send can have waited for
                 pred = e
                 break
         if pred is None or pred.ts <= start:

@@ -51,19 +51,41 @@ def test_critical_path_splits_network_and_processing():
 
 
 def test_a_pure_ack_wait_is_not_processing():
-    """A delayed ACK (a timer) that the other side waits for is counted as
-    network time: the walk never shortens the round-trip count."""
+    """A window-limited sender (two full segments out) waits for a delayed
+    ACK (a timer): that wait is counted as network time, so the walk never
+    shortens the round-trip count."""
     d = 0.01
-    data = seg(S, C, 1, 1, PSH | ACK, 1000)
+    data = seg(S, C, 1, 1, PSH | ACK, 2896)
     s_data, c_data = both(0.0, d, data)
-    ack = seg(C, S, 1, 1001, ACK)
+    ack = seg(C, S, 1, 2897, ACK)
     c_ack, s_ack = both(d + 0.040, 2 * d + 0.040, ack)           # 40 ms delayed ACK
-    more = seg(S, C, 1001, 1, PSH | ACK, 1000)
+    more = seg(S, C, 2897, 1, PSH | ACK, 1000)
     s_more, c_more = both(2 * d + 0.040, 3 * d + 0.040, more)    # sent when the ACK came
     taps = {"client": [c_data, c_ack, c_more], "server": [s_data, s_ack, s_more]}
     path = critical_path(taps, OWNER, 0.0, "client", c_more)
     assert path.network_ms == pytest.approx(70.0)
     assert path.total_compute_ms == pytest.approx(0.0)
+
+
+def test_an_ack_of_a_lone_small_packet_arriving_as_the_application_answers():
+    """TLS 1.3 session tickets (one small packet) are ACKed one RTT later,
+    just as a server that thinks for one RTT answers: the ACK did not hold
+    the answer back, the application did."""
+    d = 0.100
+    taps = request_response(one_way=d, client_think=0.001, server_think=0.200)
+    req_in = next(e for e in taps["server"] if not e.out and e.seg.payload)
+    resp_out = taps["server"][-1]
+    ticket = seg(S, C, 901, 301, PSH | ACK, 500)
+    s_t, c_t = both(req_in.ts + 0.0001, req_in.ts + 0.0001 + d, ticket)
+    ack = seg(C, S, 301, 1401, ACK)
+    c_a, s_a = both(c_t.ts, resp_out.ts - 0.0005, ack)
+    resp = seg(S, C, 1401, 301, PSH | ACK, 3000)       # the response, after the ticket
+    s_r, c_r = Event(resp_out.ts, True, resp), Event(resp_out.ts + d, False, resp)
+    taps["server"] = sorted([*taps["server"][:-1], s_t, s_a, s_r], key=lambda e: e.ts)
+    taps["client"] = sorted([*taps["client"][:-1], c_t, c_a, c_r], key=lambda e: e.ts)
+    path = critical_path(taps, OWNER, 0.0, "client", c_r)
+    assert path.network_ms == pytest.approx(400.0)                   # two round trips
+    assert path.compute_ms["server"] == pytest.approx(200.1, abs=0.2)
 
 
 def test_a_pure_ack_during_the_servers_think_time_is_not_its_cause():

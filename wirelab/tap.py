@@ -14,10 +14,10 @@ the tap after the interface's egress qdisc: a tapped node must have no delay
 of its own on egress (the lab puts delay on routers), or the delay would be
 read as that node's processing.
 
-:func:`compute_s` applies the critical-path rule of
-:mod:`wirelab.tls_timing` to several nodes at once: the time a node spent
-between the last thing it received (or sent) and its next data packet is
-its own processing, not the network's.
+:func:`critical_path` follows the rule of :mod:`wirelab.tls_timing` across
+several nodes and connections: the time a node spent between the last
+thing it received (or sent) and its next data packet is its own
+processing, not the network's.
 """
 from __future__ import annotations
 
@@ -118,27 +118,6 @@ class Tap:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def compute_s(events: list[Event], start: float, end: float) -> float:
-    """Seconds one node spent processing on the critical path in
-    (START, END], from its own EVENTS: for every data packet it sent in the
-    window, the time since the later of its previous send and its last
-    receive (pure ACKs received count, so a sender held back by a window or
-    by Nagle is charged to the network: the rule can only under-estimate
-    processing, never hide a round trip)."""
-    total, last_out, last_in = 0.0, start, start
-    for e in events:
-        if e.ts > end:
-            break
-        if e.ts <= start:
-            continue
-        if not e.out:
-            last_in = e.ts
-        elif e.data:
-            total += e.ts - max(last_out, last_in)
-            last_out = e.ts
-    return total
 
 
 def fetch_span(events: list[Event], server_port: int, min_bytes: int) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wirelab.errors import LabError
-from wirelab.tap import Event, compute_s, critical_path, fetch_span
+from wirelab.tap import Event, critical_path, fetch_span
 from wirelab.tls_pcap import Segment
 
 C, S = "10.0.1.2", "10.0.2.2"
@@ -125,10 +125,14 @@ def test_an_untapped_node_is_part_of_the_network():
         critical_path({"client": [a]}, OWNER, 0.0, "client", a)
 
 
-def test_compute_s_charges_only_data_departures():
+def test_only_data_departures_are_charged_as_processing():
+    """The client's pure ACK of the SYN-ACK leaves at once and is no
+    processing; its request 4 ms later and the server's answer 2 ms after
+    the request are."""
     taps = request_response(one_way=0.025, client_think=0.004, server_think=0.002)
-    assert compute_s(taps["client"], 0.0, 1.0) == pytest.approx(0.004)
-    assert compute_s(taps["server"], 0.0, 1.0) == pytest.approx(0.002, abs=1e-9)
+    path = critical_path(taps, OWNER, 0.0, "client", taps["client"][-1])
+    assert path.compute_ms["client"] == pytest.approx(4.0)
+    assert path.compute_ms["server"] == pytest.approx(2.0, abs=1e-6)
 
 
 def test_fetch_span_runs_from_the_first_syn_to_the_last_byte_before_closing():

@@ -53,6 +53,9 @@ _ENV_SKIP = {"TERM_SESSION_ID", "SSH_AUTH_SOCK", "DISPLAY", "XAUTHORITY", "OLDPW
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what dash accepts in `export`
 PR_SET_PDEATHSIG = 1
 GUEST_CTL = "/run/wirelab-ctl"  # where guest-init.sh mounts the control directory
+XSTATE_SHIM_SOURCE = Path(__file__).with_name("xstate_shim.c")
+#: Where the shim is built (once per source version): root's cache, not the project.
+CACHE_DIR = Path(os.environ.get("WIRELAB_CACHE_DIR", "/var/cache/wirelab"))
 
 
 @dataclass
@@ -80,6 +83,32 @@ def available() -> tuple[bool, str]:
     if not os.access("/dev/shm", os.W_OK):
         return False, "/dev/shm is not writable (UML keeps guest memory there)"
     return True, f"{UML_BINARY}, modules {', '.join(trees)}"
+
+
+def xstate_shim() -> Path | None:
+    """The LD_PRELOAD library that lets UML 6.1 run on CPUs with a large
+    XSAVE area (AVX-512, AMX): see xstate_shim.c.  Built with the system's C
+    compiler on first use, named by a hash of its source; None when there is
+    no compiler (the guest then boots only where the host's XSAVE area is the
+    832 bytes UML knows)."""
+    import hashlib
+    digest = hashlib.sha256(XSTATE_SHIM_SOURCE.read_bytes()).hexdigest()[:12]
+    lib = CACHE_DIR / f"uml-xstate-{digest}.so"
+    if lib.exists():
+        return lib
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+    res = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(XSTATE_SHIM_SOURCE),
+                          "-ldl"], capture_output=True, text=True)
+    if res.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise EnvironmentProblem(f"cannot build the UML xstate shim with {cc}: "
+                                 f"{res.stderr.strip()[-400:]}")
+    os.replace(tmp, lib)
+    return lib
 
 
 def memory_mb() -> int:
@@ -194,6 +223,9 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
                "con=null", "con0=null,fd:1",
                f"con1={in_spec},fd:{out_fd}", f"con2=null,fd:{err_fd}"]
         uml_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": "/dev/shm", "HOME": ctl}
+        shim = xstate_shim()
+        if shim is not None:
+            uml_env["LD_PRELOAD"] = str(shim)
         t0 = time.monotonic()
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
@@ -228,6 +260,10 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
         rc_file = Path(ctl, "rc")
         if not rc_file.exists():
             tail = console_excerpt(log_text)
+            if "ptrace set fp regs failed" in log_text and shim is None:
+                tail += ("\n(this CPU's register state is larger than UML 6.1 knows: install a "
+                         "C compiler, e.g. `apt-get install gcc libc6-dev`, so wirelab can "
+                         "build its xstate shim)")
             raise EnvironmentProblem(
                 "the UML guest stopped before the command finished "
                 f"(linux.uml exit status {proc.returncode}); its console said:\n{tail}")

@@ -5,7 +5,7 @@
 VENV := .venv
 PROVISION := bash scripts/provision.sh
 
-.PHONY: setup setup-test demo test bench clean
+.PHONY: setup setup-test demo test bench clean docs lint
 
 setup:
 	$(PROVISION)
@@ -29,3 +29,7 @@ bench: setup
 
 clean:
 	$(VENV)/bin/wirelab clean
+
+# The claims catalog, generated from experiments/claims.toml and the experiments.
+docs: setup
+	$(VENV)/bin/wirelab list --markdown > docs/claims.md

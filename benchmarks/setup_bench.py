@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 def bench_wirelab(n: int) -> tuple[float, float]:
     from mininet.topo import SingleSwitchTopo
 
-    from wirelab.lab import Lab
+    from wirelab.lab.net import Lab
     lab = Lab(SingleSwitchTopo(k=n))
     t0 = time.perf_counter()
     lab.__enter__()

@@ -1,11 +1,10 @@
 """[05] tcp_handshake_one_rtt: a TCP connect costs one round trip.
 
-Client h1 connects to server h2 across router r1, which delays each direction
-by rtt_ms/2 (netem on r1's two egresses, not on either end host).  Both
-sockets are made in-process inside the hosts' namespaces, so a trial starts
-no process: ``connect()`` is timed with ``perf_counter`` in the client's
-thread and ``accept()`` returns in a server thread of the same process, on
-the same clock.
+Client h1 connects to server h2 across router r1, which delays each direction by
+rtt_ms/2 (netem on r1's two egresses, not on either end host).  Both sockets are made
+in-process inside the hosts' namespaces, so a trial starts no process: ``connect()`` is
+timed with ``perf_counter`` in the client's thread and ``accept()`` returns in a server
+thread of the same process, on the same clock.
 
     h1 --SYN-->            r1 (d)            --> h2        t = 0 .. d
     h1 <--SYN/ACK--        r1 (d)            <-- h2        connect() returns at 2d = r
@@ -14,24 +13,18 @@ the same clock.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
-from wirelab.experiment import Param, Tolerance
-from wirelab.listener import Listener
+from wirelab.peers.listener import RecordingListener
+from wirelab.spec import Metric, Param, Tolerance
+from wirelab.topologies.routed_path import RoutedPath
 
 ID = "tcp_handshake_one_rtt"
 ALIASES = ("tcp_handshake",)
 CLAIM = "A TCP connect costs one RTT; the server's accept() completes after 1.5 RTT"
 SECTION = "§3 TCP three-way handshake; §8 latency numbers ('TCP handshake: 1 RTT')"
 TEXT_SAYS = "TIME COST: 1 full round-trip (RTT) before any data can be sent."
-LINUX_FACT = (
-    "Holds on Linux for the client: connect() returns when the SYN-ACK arrives (1 RTT), "
-    "and the client may send data at once. The server's accept() only returns when the "
-    "final ACK arrives, half an RTT later (1.5 RTT after the client started); "
-    "net/ipv4/tcp_input.c tcp_rcv_synsent_state_process / tcp_check_req."
-)
-TOPOLOGY = "routed_path"
+TOPOLOGY = RoutedPath
 NEEDS = {"netem"}
 PARAMS = [
     Param("rtt_ms", default=50, min=0, max=5000, grid=(1, 10, 50, 100, 200), quick=(1, 10, 50),
@@ -39,45 +32,30 @@ PARAMS = [
 ]
 REPEATS = 20
 QUICK_REPEATS = 20
-METRICS = {
-    "connect_ms": "time for connect() to return at the client, ms",
-    "accept_ms": "time from the client's connect() call to the server's accept() return, ms",
-}
+_BAND = Tolerance(abs=0.5, rel=0.03)   # never below: nothing beats its round trips
+METRICS = [
+    Metric("connect_ms", "time for connect() to return at the client", _BAND),
+    Metric("accept_ms", "time from the client's connect() call to the server's accept() "
+                        "return", _BAND),
+]
 X = "rtt_ms"
-TOLERANCE = Tolerance(abs=0.5, rel=0.03)
+SYSCTLS = {"*": {"net.ipv4.tcp_syncookies": "1"}}
 PORT = 5001
 CONNECT_TIMEOUT_S = 30.0
 
 
-def topology_params(params: dict) -> dict:
-    return {"rtt_ms": params["rtt_ms"]}
-
-
-def lab_sysctls(params: dict) -> dict:
-    # No SYN cookies or Fast Open paths: a plain three-way handshake.  The
-    # host's own values leak into new namespaces otherwise.
-    return {"*": {"net.ipv4.tcp_fastopen": "0", "net.ipv4.tcp_syncookies": "1",
-                  "net.ipv4.tcp_timestamps": "1"}}
-
-
 def predict(params: dict, kernel: dict) -> dict:
-    """connect() after one RTT, accept() after 1.5.  No kernel constant
-    enters unless a SYN is lost (entry 06); the link is loss-free here."""
+    """connect() after one RTT, accept() after 1.5.  No kernel constant enters unless
+    a SYN is lost (claim 06); the link is loss-free here."""
     r = float(params["rtt_ms"])
     return {"connect_ms": r, "accept_ms": 1.5 * r}
 
 
-class _Server(Listener):
+class _Server(RecordingListener):
     """A listening socket in h2 whose thread timestamps each accept()."""
 
-    def __init__(self, lab):
-        self.accepted: list[float] = []
-        self.ready = threading.Semaphore(0)
-        super().__init__(lab["h2"], PORT, name="accept")
-
-    def handle(self, conn: socket.socket) -> None:
-        self.accepted.append(time.perf_counter())
-        self.ready.release()
+    def serve(self, conn: socket.socket) -> None:
+        self.put(time.perf_counter())
 
 
 def _connect_once(lab, server: _Server) -> tuple[float, float]:
@@ -87,25 +65,23 @@ def _connect_once(lab, server: _Server) -> tuple[float, float]:
         t0 = time.perf_counter()
         client.connect((lab["h2"].ip(), PORT))
         t1 = time.perf_counter()
-        if not server.ready.acquire(timeout=CONNECT_TIMEOUT_S):
-            raise TimeoutError(f"the server did not accept within {CONNECT_TIMEOUT_S} s")
-        t2 = server.accepted[-1]
+        t2 = server.record(CONNECT_TIMEOUT_S)
     finally:
         client.close()
     return (t1 - t0) * 1e3, (t2 - t0) * 1e3
 
 
-def prepare(lab, params: dict, ctx) -> None:
-    server = _Server(lab)
+def prepare(lab, params: dict, ctx) -> _Server:
+    server = _Server(lab["h2"], PORT, name="accept")
     lab.undo.push("stop the accept thread", server.close)
-    ctx["server"] = server
-    # One untimed connect first: it resolves ARP on both hops (which crosses
-    # the router's delay too) and warms the code path.
+    # One untimed connect first: it resolves ARP on both hops (which crosses the
+    # router's delay too) and warms the code path.
     warm = _connect_once(lab, server)
-    ctx["raw"].write_text("warmup.txt", f"warm-up connect (not a trial): connect_ms={warm[0]:.3f} "
-                                        f"accept_ms={warm[1]:.3f}\n")
+    ctx.raw.write_text("warmup.txt", f"warm-up connect (not a trial): connect_ms={warm[0]:.3f} "
+                                     f"accept_ms={warm[1]:.3f}\n")
+    return server
 
 
 def trial(lab, params: dict, ctx) -> dict:
-    connect_ms, accept_ms = _connect_once(lab, ctx["server"])
+    connect_ms, accept_ms = _connect_once(lab, ctx.state)
     return {"connect_ms": connect_ms, "accept_ms": accept_ms}

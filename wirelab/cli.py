@@ -1,6 +1,10 @@
-"""The ``wirelab`` command.  The only place exceptions become messages and
-exit codes: 0 matches the prediction, 1 deviates, 2 bad input, 3 the
-environment cannot run it, 4 the lab failed, 124 timed out, 130 interrupted."""
+"""The ``wirelab`` command: argument parsing and dispatch, and the only place exceptions
+become messages and exit codes.
+
+Exit status: 0 the measurement matches its prediction, 1 it deviates, 2 bad input
+(nothing is created), 3 this machine cannot run it, 4 the lab failed (a crash is
+always 4, never a deviation), 124 timed out, 130 interrupted.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,10 +14,14 @@ import os
 import signal
 import subprocess
 import sys
+import traceback
 
+from wirelab import __version__, settings
 from wirelab.errors import BadInput, EnvironmentProblem, TimedOut, WirelabError
+from wirelab.spec.experiment import Experiment
 
-EXIT_MATCH, EXIT_DEVIATES, EXIT_BAD_INPUT, EXIT_ENV, EXIT_RUNTIME, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_MATCH, EXIT_DEVIATES, EXIT_BAD_INPUT, EXIT_ENV, EXIT_LAB, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+KERNELS = ("auto", "host", "uml")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,48 +31,73 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_BAD_INPUT)
 
 
+def _common(sub: bool) -> _Parser:
+    """Options allowed before or after the subcommand (-v anywhere)."""
+    p = _Parser(add_help=False)
+    quiet: dict = {"default": argparse.SUPPRESS} if sub else {}
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging; tracebacks",
+                   **quiet)
+    p.add_argument("--results-dir", metavar="DIR", help="where runs are written and read "
+                   "(default: $WIRELAB_RESULTS, else ./results)", **quiet)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from wirelab.backend import CHOICES
-    p = _Parser(prog="wirelab", description="Run networking-course claims on a real Linux "
-                "network stack and measure them against their predictions.")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common = _common(sub=True)
+    p = _Parser(prog="wirelab", parents=[_common(sub=False)],
+                description="Run networking-course claims on a real Linux network stack and "
+                "measure them against their predictions.")
+    p.add_argument("--version", action="version", version=f"wirelab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
+    def add(name: str, func, help: str, **kw) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, parents=[common], **kw)
+        sp.set_defaults(func=func)
+        return sp
+
     def kernel_opt(sp):
-        sp.add_argument("--kernel", default="auto", choices=CHOICES,
+        sp.add_argument("--kernel", default="auto", choices=KERNELS,
                         help="kernel backend: the host's, User-Mode Linux, or auto (default): "
                              "the host when it has what the lab needs, else UML")
 
-    d = sub.add_parser("doctor", help="what this machine's kernels and tools can do")
+    def json_opt(sp, what: str):
+        sp.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+
+    d = add("doctor", cmd_doctor, "what this machine's kernels and tools can do")
     kernel_opt(d)
-    d.add_argument("--json", action="store_true", help="print the report as JSON")
+    json_opt(d, "the report")
     d.add_argument("--no-tools", action="store_true", help=argparse.SUPPRESS)
 
-    e = sub.add_parser("exec", help="run any command on a kernel backend (a shell, pytest, mn)")
+    e = add("exec", cmd_exec, "run any command on a kernel backend (a shell, pytest, mn)")
     kernel_opt(e)
     e.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="stop the command (and the UML guest) after S seconds")
     e.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
 
-    sub.add_parser("list", help="the experiments, their claims and what they need")
+    ls = add("list", cmd_list, "the experiments, their claims and what they need")
+    ls.add_argument("name", nargs="?", help="one experiment, in full (its Linux facts too)")
+    json_opt(ls, "the list")
+    ls.add_argument("--markdown", action="store_true",
+                    help="the whole claims catalog as Markdown (what docs/claims.md holds)")
 
-    r = sub.add_parser("run", help="run an experiment and compare it with its prediction")
-    r.add_argument("experiment")
+    r = add("run", cmd_run, "run an experiment and compare it with its prediction")
+    r.add_argument("experiment", help="a name from `wirelab list`, or a path to an "
+                   "experiment module (my_claim.py)")
     r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE[,VALUE...]",
                    help="override a parameter with one value or a comma-separated list")
     r.add_argument("--quick", action="store_true", help="the quick grid (for class and CI)")
-    r.add_argument("--repeats", type=int, default=None, metavar="N", help="trials per grid point")
+    r.add_argument("--repeats", type=int, default=None, metavar="N", help="rows per grid point")
     r.add_argument("--seed", type=int, default=None, help="random seed (recorded either way)")
-    r.add_argument("--json", action="store_true",
-                   help="print one JSON document (run directory, verdict, points) on stdout")
+    json_opt(r, "one document (run directory, verdict, points)")
     kernel_opt(r)
 
-    s = sub.add_parser("show", help="print the summary of a finished run")
+    s = add("show", cmd_show, "print the summary of a finished run")
     s.add_argument("run_dir")
-    pl = sub.add_parser("plot", help="redraw a run's plot from its files")
+    json_opt(s, "the verdict and points")
+    pl = add("plot", cmd_plot, "redraw a run's figure from its files")
     pl.add_argument("run_dir")
-    sub.add_parser("clean", help="finish the cleanup of runs that died (from their ledgers)")
+    add("clean", cmd_clean, "finish the cleanup of runs that died (from their ledgers)")
     return p
 
 
@@ -85,6 +118,20 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
+def command_part(argv: list[str]) -> list[str]:
+    """ARGV without the global options in front of the subcommand."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-v", "--verbose") or a.startswith("--results-dir="):
+            i += 1
+        elif a == "--results-dir":
+            i += 2
+        else:
+            break
+    return argv[i:]
+
+
 def _on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -92,11 +139,14 @@ def _on_sigterm(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="wirelab: %(message)s")
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return _dispatch(args, argv)
+        settings.configure(results_dir=getattr(args, "results_dir", None),
+                           verbose=verbose or None)
+        return args.func(args, command_part(argv))
     except KeyboardInterrupt:
         print("\nwirelab: interrupted; the lab was torn down", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -106,36 +156,26 @@ def main(argv: list[str] | None = None) -> int:
     except EnvironmentProblem as e:
         print(f"wirelab: environment: {e}", file=sys.stderr)
         return EXIT_ENV
-    except WirelabError as e:
-        print(f"wirelab: run failed: {e}", file=sys.stderr)
-        return e.exit_code
     except PermissionError as e:
         print(f"wirelab: environment: {e} (labs need root: run with sudo)", file=sys.stderr)
         return EXIT_ENV
+    except TimedOut as e:
+        print(f"wirelab: {e}", file=sys.stderr)
+        return e.exit_code
+    except WirelabError as e:
+        _crash("lab failed", e, verbose)
+        return e.exit_code
+    except Exception as e:  # a crash is a lab failure, never a deviation
+        _crash("crashed", e, verbose)
+        return EXIT_LAB
 
 
-def _dispatch(args, argv) -> int:
-    if args.command == "doctor":
-        from wirelab import doctor
-        return doctor.main(args.kernel, args.json, not args.no_tools)
-    if args.command == "list":
-        return _list()
-    if args.command == "clean":
-        from wirelab.ledger import clean
-        report = clean()
-        print("\n".join(report) if report else "wirelab: nothing to clean")
-        return 0
-    if args.command == "show":
-        return _show(args.run_dir)
-    if args.command == "plot":
-        from wirelab.plot import replot
-        print(replot(args.run_dir))
-        return 0
-    if args.command == "exec":
-        return _exec(args, argv)
-    if args.command == "run":
-        return _run(args, argv)
-    raise BadInput(f"unknown command {args.command!r}")
+def _crash(what: str, e: BaseException, verbose: bool) -> None:
+    if verbose:
+        traceback.print_exception(e)
+    cause = f"{type(e).__name__}: {e}" if not isinstance(e, WirelabError) else str(e)
+    print(f"wirelab: {what}: {cause}" + ("" if verbose else " (-v for the traceback)"),
+          file=sys.stderr)
 
 
 def _require_root() -> None:
@@ -143,8 +183,22 @@ def _require_root() -> None:
         raise EnvironmentProblem("labs create network namespaces and need root: run with sudo")
 
 
-def _exec(args, argv) -> int:
-    from wirelab import backend
+# --- commands -----------------------------------------------------------------------
+
+def cmd_doctor(args, argv) -> int:
+    from wirelab.kernel import doctor
+    return doctor.main(args.kernel, args.json, not args.no_tools)
+
+
+def cmd_clean(args, argv) -> int:
+    from wirelab.lab.ledger import clean
+    report = clean()
+    print("\n".join(report) if report else "wirelab: nothing to clean")
+    return 0
+
+
+def cmd_exec(args, argv) -> int:
+    from wirelab.kernel import backend
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise BadInput("exec needs a command after --, e.g. wirelab exec --kernel uml -- tc qdisc")
@@ -154,7 +208,7 @@ def _exec(args, argv) -> int:
     choice, _why = backend.resolve(args.kernel, backend.FULL_LAB)
     if choice == "uml":
         with backend.HostLock():
-            return backend.run_in_uml(argv, timeout_s=args.timeout)
+            return backend.run_in_uml(argv, timeout_s=args.timeout).returncode
     try:
         return subprocess.run(cmd, timeout=args.timeout).returncode
     except FileNotFoundError:
@@ -163,35 +217,64 @@ def _exec(args, argv) -> int:
         raise TimedOut(f"{cmd[0]} did not finish within {args.timeout:g} s; it was stopped") from None
 
 
-def _list() -> int:
-    from wirelab.experiment import all_experiments
-    for exp in all_experiments():
-        aliases = getattr(exp.module, "ALIASES", ())
-        print(f"{exp.id}" + (f" (alias: {', '.join(aliases)})" if aliases else ""))
-        print(f"    claim: {exp.CLAIM}")
-        print(f"    needs: {', '.join(sorted(exp.NEEDS)) or 'namespaces only'}; "
-              f"topology {exp.TOPOLOGY}; parameters: "
-              + ", ".join(f"{p.name} {list(p.grid) or p.default}" for p in exp.PARAMS))
+def cmd_list(args, argv) -> int:
+    from wirelab.report import listing
+    from wirelab.run import catalog
+    if args.markdown:
+        from wirelab.report.claims_doc import claims_markdown
+        print(claims_markdown(catalog.claims(), catalog.all_experiments()), end="")
+        return 0
+    exps = [catalog.load(args.name)] if args.name else catalog.all_experiments()
+    if args.json:
+        print(json.dumps([listing.as_json(e) for e in exps], indent=1))
+    else:
+        print("\n".join(listing.as_text(e, full=bool(args.name)) for e in exps))
     return 0
 
 
-def _show(run_dir: str) -> int:
-    from wirelab import analysis
-    from wirelab.experiment import load
-    from wirelab.results import read_run
-    run = read_run(run_dir)
-    exp = load(run.experiment)
-    pts = analysis.points(exp, run.rows)
-    print(analysis.summary_markdown(exp, run.manifest, pts))
-    print(f"run directory: {run.dir}")
+def _experiment_of(run) -> Experiment:
+    """The experiment a run directory came from: by its name, else its source file."""
+    from wirelab.run import catalog
+    try:
+        return catalog.load(run.experiment)
+    except BadInput:
+        source = run.manifest.get("source")
+        if source:
+            return catalog.load_path(source)
+        raise
+
+
+def cmd_show(args, argv) -> int:
+    from wirelab.report import analysis
+    from wirelab.report.results import read_run
+    from wirelab.report.summary import summary_markdown
+    run = read_run(args.run_dir)
+    exp = _experiment_of(run)
+    pts = analysis.points(exp, run.rows, run.samples)
     v = analysis.verdict(pts, run.manifest.get("status") == "completed")
-    return {"match": EXIT_MATCH, "deviates": EXIT_DEVIATES}.get(v, EXIT_RUNTIME)
+    code = {"match": EXIT_MATCH, "deviates": EXIT_DEVIATES}.get(v, EXIT_LAB)
+    if args.json:
+        print(json.dumps({"run_dir": str(run.dir), "experiment": exp.id, "verdict": v,
+                          "status": run.manifest.get("status"), "exit_code": code,
+                          "points": analysis.json_points(pts)}, indent=1))
+    else:
+        print(summary_markdown(exp, run.manifest, pts))
+        print(f"run directory: {run.dir}")
+    return code
 
 
-def _run(args, argv) -> int:
-    from wirelab import backend, runner
-    from wirelab.experiment import load
-    exp = load(args.experiment)
+def cmd_plot(args, argv) -> int:
+    from wirelab.report.plot import plot_run
+    from wirelab.report.results import read_run
+    run = read_run(args.run_dir)
+    print(plot_run(run, _experiment_of(run)))
+    return 0
+
+
+def cmd_run(args, argv) -> int:
+    from wirelab.kernel import backend
+    from wirelab.run import catalog
+    exp = catalog.load(args.experiment)
     overrides = parse_sets(args.set)
     exp.grid(overrides, args.quick)          # bad input -> exit 2 before anything exists
     exp.repeats(args.repeats, args.quick)
@@ -200,14 +283,17 @@ def _run(args, argv) -> int:
     if choice == "uml":
         if not args.json:
             print(f"wirelab: running {exp.id} in User-Mode Linux ({why})", file=sys.stderr)
+        source = getattr(exp.module, "__file__", None)
         with backend.HostLock():
-            return backend.run_in_uml(argv)
-    from wirelab import uml
+            res = backend.run_in_uml(argv, read_paths=[os.path.dirname(source)] if source else [])
+        _plot_guest_runs(res.outputs, exp)
+        return res.returncode
+    from wirelab.report import analysis
+    from wirelab.run import runner
     with backend.HostLock():
         outcome = runner.run(exp, overrides, quick=args.quick, repeats=args.repeats,
-                             seed=args.seed, backend="uml" if uml.inside() else "host",
+                             seed=args.seed, backend="uml" if settings.inside_guest() else "host",
                              backend_reason=why)
-    from wirelab import analysis
     code = EXIT_MATCH if outcome.verdict == "match" else EXIT_DEVIATES
     if args.json:
         print(json.dumps({"run_dir": str(outcome.run_dir), "verdict": outcome.verdict,
@@ -218,3 +304,13 @@ def _run(args, argv) -> int:
         print(f"results: {outcome.run_dir}")
         print(f"plot:    {outcome.run_dir / 'plot.png'}")
     return code
+
+
+def _plot_guest_runs(lines: list[str], exp) -> None:
+    """Draw the figures of runs a UML guest made (matplotlib is slow to import there)."""
+    from wirelab.report.plot import plot_run
+    from wirelab.report.results import read_run
+    for line in lines:
+        verb, _, arg = line.partition(" ")
+        if verb == "plot" and arg:
+            plot_run(read_run(arg), exp)

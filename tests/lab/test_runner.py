@@ -1,50 +1,119 @@
-"""The runner end to end: the first experiment through the kernel backend,
-and its behaviour on bad input, a failing trial and Ctrl-C."""
+"""wirelab.run.runner end to end on real labs: a failing trial is a lab failure (exit 4,
+the point and trial named, what was measured kept), runs never overwrite each other,
+several rows from one trial and per-point metrics are counted honestly, Ctrl-C leaves
+nothing behind, and a teacher's own experiment file runs from any folder."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
 import types
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, WIRELAB, lab_namespaces, root_sysctls, uml_pids, wirelab
-from wirelab import runner
-from wirelab.experiment import Experiment, Param, Tolerance
-from wirelab.results import read_run
+from support import ROOT, WIRELAB, lab_namespaces, uml_pids, wirelab
+from wirelab.errors import LabError
+from wirelab.report.results import read_run
+from wirelab.run import runner
+from wirelab.spec import Metric, Param, Tolerance
+from wirelab.spec.experiment import Experiment
+from wirelab.topologies.single_link import SingleLink
+
+pytestmark = pytest.mark.lab
 
 
-def test_tcp_handshake_quick_matches_its_prediction(tmp_path, no_leftovers):
-    before = root_sysctls()
-    res = wirelab("run", "tcp_handshake", "--quick", "--json",
-                  env={**__import__("os").environ, "WIRELAB_RESULTS": str(tmp_path)})
-    assert res.returncode == 0, res.stderr
-    doc = json.loads(res.stdout)
-    assert doc["verdict"] == "match"
-    run_dir = Path(doc["run_dir"])
-    assert run_dir.parent.parent == tmp_path
-    for p in doc["points"]:
-        r = p["params"]["rtt_ms"]
-        # The pass criterion of CLAIMS [05], checked again here from the numbers.
-        assert r <= p["measured"]["connect_ms"] <= r + 0.5 + 0.03 * r, p
-        assert 1.5 * r <= p["measured"]["accept_ms"] <= 1.5 * r + 0.5 + 0.045 * r, p
-        assert p["n"] >= 20
-    assert {p["params"]["rtt_ms"] for p in doc["points"]} == {1.0, 10.0, 50.0}
+def _experiment(trial, **extra) -> Experiment:
+    """A real lab (single_link, host kernel) around TRIAL."""
+    mod = types.ModuleType("synthetic")
+    mod.__dict__.update(
+        ID="synthetic", CLAIM="test", SECTION="-", TEXT_SAYS="-", TOPOLOGY=SingleLink,
+        NEEDS=set(), REPEATS=5, X="n_count",
+        PARAMS=[Param("n_count", default=1, min=0, max=10, grid=(1, 2))],
+        METRICS=[Metric("ping_ms", "ping", Tolerance(0.5, 0.03))],
+        predict=lambda p, k: {m.name: 0.05 for m in mod.METRICS}, trial=trial)
+    mod.__dict__.update(extra)
+    return Experiment(mod)
+
+
+def _failing(fail_at: int) -> Experiment:
+    calls = {"n": 0}
+
+    def trial(lab, params, ctx):
+        lab["h1"].popen(["sleep", "600"])
+        calls["n"] += 1
+        if calls["n"] == fail_at:
+            raise RuntimeError("trial exploded")
+        return {"ping_ms": 0.06}
+    return _experiment(trial)
+
+
+def test_exception_inside_a_trial_is_a_lab_failure_naming_the_point(tmp_path, no_leftovers):
+    with pytest.raises(LabError, match=r"synthetic, point 0 \(n_count=1\), trial 2: "
+                                       r"RuntimeError: trial exploded"):
+        runner.run(_failing(fail_at=3), {}, results_root=tmp_path)
+    (run_dir,) = (tmp_path / "synthetic").iterdir()
     run = read_run(run_dir)
-    m = run.manifest
-    assert m["status"] == "completed" and m["backend"] == "uml"
-    assert m["kernel"]["uml"] is True and m["kernel"]["release"].startswith("6.1")
-    assert len(run.rows) == 60
-    eff = m["points"][0]["effective_sysctls"]
-    assert eff["h1"]["net.ipv4.tcp_fastopen"] == "0"
-    assert "net.ipv4.tcp_congestion_control" in eff["_read"]
-    assert (run_dir / "plot.png").stat().st_size > 20_000
-    assert (run_dir / "raw/point000/warmup.txt").exists()
-    assert "MATCH" in (run_dir / "summary.md").read_text()
-    assert root_sysctls() == before
+    assert run.manifest["status"].startswith("failed: TrialFailed: synthetic, point 0")
+    assert len(run.rows) == 2            # the trials before the failure are kept
+    assert lab_namespaces() == no_leftovers["netns"]
+
+
+def test_runs_never_overwrite_each_other(tmp_path, no_leftovers):
+    exp = _failing(fail_at=10_000)
+    a = runner.run(exp, {"n_count": "1"}, repeats=1, results_root=tmp_path)
+    b = runner.run(exp, {"n_count": "1"}, repeats=1, results_root=tmp_path)
+    assert a.run_dir != b.run_dir and a.run_dir.exists() and b.run_dir.exists()
+
+
+def test_several_rows_per_trial_and_per_point_metrics_count_what_was_measured(
+        tmp_path, no_leftovers):
+    def trial(lab, params, ctx):
+        return [{"ping_ms": 0.06 + 0.001 * k} for k in range(3)]      # a batch of 3
+
+    def prepare(lab, params, ctx):
+        ctx.measure_point(first_ms=[0.05, 0.07])                      # 2 samples, not 6
+
+    exp = _experiment(trial, prepare=prepare,
+                      METRICS=[Metric("ping_ms", "ping", Tolerance(0.5, 0.03)),
+                               Metric("first_ms", "first", Tolerance(0.5, 0.03), per_point=True)])
+    out = runner.run(exp, {"n_count": "1"}, repeats=5, results_root=tmp_path)
+    (p,) = out.points
+    assert p["n"] == 6 and p["n_by_metric"] == {"ping_ms": 6, "first_ms": 2}
+    run = read_run(out.run_dir)
+    assert [r["repeat"] for r in run.rows] == list(range(6))
+    assert [s["value"] for s in run.samples] == [0.05, 0.07]
+
+
+def test_a_row_that_does_not_match_the_metrics_is_a_lab_failure(tmp_path, no_leftovers):
+    exp = _experiment(lambda lab, params, ctx: {"pong_ms": 1.0})
+    with pytest.raises(LabError, match="missing ping_ms; unknown pong_ms"):
+        runner.run(exp, {"n_count": "1"}, repeats=1, results_root=tmp_path)
+
+
+def test_a_crashing_experiment_file_exits_4_in_one_line(tmp_path, no_leftovers):
+    """From the command line: exit 4, the point and trial named, no traceback; the
+    results directory says failed."""
+    f = tmp_path / "crashing_claim.py"
+    f.write_text(
+        "from wirelab.spec import Metric, Param, Tolerance\n"
+        "from wirelab.topologies.single_link import SingleLink\n"
+        "ID, CLAIM, SECTION, TEXT_SAYS = 'crashing_claim', 'c', 's', 't'\n"
+        "TOPOLOGY, NEEDS, REPEATS, X = SingleLink, set(), 3, 'n_count'\n"
+        "PARAMS = [Param('n_count', default=1, min=0, max=9)]\n"
+        "METRICS = [Metric('x_ms', 'x', Tolerance(1, 0))]\n"
+        "def predict(params, kernel):\n    return {'x_ms': 1.0}\n"
+        "def trial(lab, params, ctx):\n    raise TimeoutError('the server never answered')\n")
+    res = wirelab("--results-dir", str(tmp_path / "r"), "run", str(f))
+    assert res.returncode == 4, res.stderr
+    assert "crashing_claim, point 0 (n_count=1), trial 0: TimeoutError: the server never " \
+           "answered" in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) <= 2
+    (run_dir,) = (tmp_path / "r" / "crashing_claim").iterdir()
+    assert read_run(run_dir).manifest["status"].startswith("failed: TrialFailed")
+    verbose = wirelab("-v", "--results-dir", str(tmp_path / "r"), "run", str(f))
+    assert verbose.returncode == 4 and "Traceback" in verbose.stderr
 
 
 @pytest.mark.parametrize("args, names", [
@@ -55,8 +124,7 @@ def test_tcp_handshake_quick_matches_its_prediction(tmp_path, no_leftovers):
 ])
 def test_bad_input_exits_2_and_creates_nothing(args, names, tmp_path, no_leftovers):
     before_uml = uml_pids()
-    res = wirelab("run", "tcp_handshake", *args,
-                  env={**__import__("os").environ, "WIRELAB_RESULTS": str(tmp_path)})
+    res = wirelab("--results-dir", str(tmp_path), "run", "tcp_handshake", *args)
     assert res.returncode == 2
     for n in names:
         assert n in res.stderr
@@ -71,53 +139,12 @@ def test_unknown_experiment_lists_the_known_ones():
     assert "tcp_handshak" in res.stderr and "tcp_handshake_one_rtt" in res.stderr
 
 
-def _failing_experiment(fail_at: int):
-    """A real lab (single_link, host kernel) whose trial raises at FAIL_AT."""
-    mod = types.ModuleType("failing")
-    mod.__dict__.update(
-        ID="failing", CLAIM="test", SECTION="-", TEXT_SAYS="-", LINUX_FACT="",
-        TOPOLOGY="single_link", NEEDS=set(), REPEATS=5, X="n", TOLERANCE=Tolerance(0.5, 0.03),
-        PARAMS=[Param("n", default=1, min=0, max=10, grid=(1, 2))],
-        METRICS={"ping_ms": "ping"},
-        topology_params=lambda p: {},
-        predict=lambda p, k: {"ping_ms": 0.05})
-    calls = {"n": 0}
-
-    def trial(lab, params, ctx):
-        lab["h1"].popen(["sleep", "600"])
-        calls["n"] += 1
-        if calls["n"] == fail_at:
-            raise RuntimeError("trial exploded")
-        return {"ping_ms": 0.06}
-    mod.trial = trial
-    return Experiment(mod)
-
-
-def test_exception_inside_a_trial_tears_the_lab_down(tmp_path, no_leftovers):
-    exp = _failing_experiment(fail_at=3)
-    with pytest.raises(RuntimeError, match="trial exploded"):
-        runner.run(exp, {}, results_root=tmp_path)
-    run_dirs = list((tmp_path / "failing").iterdir())
-    assert len(run_dirs) == 1
-    run = read_run(run_dirs[0])
-    assert run.manifest["status"].startswith("failed: RuntimeError")
-    assert len(run.rows) == 2            # the trials before the failure are kept
-    assert lab_namespaces() == no_leftovers["netns"]
-
-
-def test_runs_never_overwrite_each_other(tmp_path, no_leftovers):
-    exp = _failing_experiment(fail_at=10_000)
-    a = runner.run(exp, {"n": "1"}, repeats=1, results_root=tmp_path)
-    b = runner.run(exp, {"n": "1"}, repeats=1, results_root=tmp_path)
-    assert a.run_dir != b.run_dir and a.run_dir.exists() and b.run_dir.exists()
-
-
 def test_sigint_to_wirelab_run_leaves_nothing(tmp_path, no_leftovers):
     before = uml_pids()
-    proc = subprocess.Popen([*WIRELAB, "run", "tcp_handshake", "--set", "rtt_ms=200",
-                             "--repeats", "200"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-                            env={**__import__("os").environ, "WIRELAB_RESULTS": str(tmp_path)})
+    proc = subprocess.Popen([*WIRELAB, "--results-dir", str(tmp_path), "run", "tcp_handshake",
+                             "--set", "rtt_ms=200", "--repeats", "200"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
     # Wait until trials are under way (the run directory has a manifest).
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob("*/*/manifest.json")) and time.monotonic() < deadline:
@@ -125,8 +152,10 @@ def test_sigint_to_wirelab_run_leaves_nothing(tmp_path, no_leftovers):
     assert list(tmp_path.glob("*/*/manifest.json")), "the run never started"
     time.sleep(1.5)
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)       # a terminal's Ctrl-C signals the whole group
     rc = proc.wait(timeout=30)
     assert rc == 130
     assert time.monotonic() - t0 < 10
     assert not (uml_pids() - before)
+    (run_dir,) = tmp_path.glob("*/*")
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"

@@ -11,6 +11,8 @@ SCRIPT = PROJECT_DIR / "scripts" / "provision.sh"
 PACKAGES = PROJECT_DIR / "scripts" / "packages.txt"
 STAMP = PROJECT_DIR / ".venv" / ".wirelab-provisioned"
 
+pytestmark = pytest.mark.lab  # provisions the machine: root, apt, the network
+
 
 @pytest.fixture
 def as_root():

@@ -11,6 +11,8 @@ import pytest
 PROJECT_DIR = pathlib.Path(__file__).resolve().parents[2]
 VAGRANTFILE = PROJECT_DIR / "Vagrantfile"
 
+pytestmark = pytest.mark.lab  # the test tools provisioning installs (vagrant)
+
 
 def vagrant_validate(tmp_path, **extra_env):
     vagrant = shutil.which("vagrant")

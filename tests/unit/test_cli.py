@@ -1,6 +1,7 @@
 """The CLI's argument handling: bad input exits 2 before anything exists."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from wirelab import backend, cli, ledger, results, runner
+from wirelab import __version__, cli, settings
 from wirelab.cli import parse_sets
 from wirelab.errors import BadInput
+from wirelab.kernel import backend
+from wirelab.run import runner
 
 
 # --- --set parsing ------------------------------------------------------------
@@ -61,7 +64,8 @@ def no_lab(monkeypatch):
 
     def snapshot():
         netns = sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else []
-        made = [str(p) for root in (results.RESULTS_ROOT, ledger.STATE_DIR) if root.exists()
+        conf = settings.current()
+        made = [str(p) for root in (conf.results_dir, conf.state_dir) if root.exists()
                 for p in Path(root).rglob("*")]
         return netns, made
     return snapshot
@@ -93,7 +97,7 @@ def test_bad_input_exits_2_before_anything_exists(no_lab, capsys, argv, fragment
     assert err.startswith("wirelab: ") and fragment in err
     assert "Traceback" not in err
     assert no_lab() == before
-    assert not results.RESULTS_ROOT.exists()
+    assert not settings.current().results_dir.exists()
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -129,9 +133,11 @@ def test_list(capsys):
 # --- the argv a UML guest re-runs ---------------------------------------------------
 
 def _words(argv):
-    g = backend.guest_argv(argv)
+    g = backend.guest_argv(cli.command_part(argv))
     assert g[:3] == [sys.executable, "-m", "wirelab"]
-    return g[3:]
+    # This process's settings travel as flags, the results directory always.
+    assert g[3:5] == ["--results-dir", str(settings.current().results_dir)]
+    return g[5:]
 
 
 def test_guest_argv_forces_host_kernel():
@@ -151,6 +157,7 @@ def test_guest_argv_any_kernel_spelling(kernel):
 
 def test_guest_argv_exec_keeps_the_command_untouched():
     cmd = ["sh", "-c", "echo --kernel uml", "--kernel", "uml", "--kernel=auto", "--"]
+    settings.configure(verbose=True)
     out = _words(["-v", "exec", "--kernel", "uml", "--timeout", "9", "--", *cmd])
     assert out == ["-v", "exec", "--kernel", "host", "--timeout", "9", "--", *cmd]
     guest_cmd, guest_kernel = _parsed_cmd(out[1:])
@@ -179,3 +186,96 @@ def test_guest_argv_exec_round_trip_without_separator():
     guest_cmd, guest_kernel = _parsed_cmd(_words(argv))
     assert guest_cmd == host_cmd
     assert guest_kernel == "host"
+
+
+def test_guest_argv_drops_global_options_before_the_subcommand(tmp_path):
+    settings.configure(results_dir=tmp_path / "r")
+    out = _words(["--results-dir", str(tmp_path / "r"), "run", "x", "--kernel", "uml"])
+    assert out == ["run", "--kernel", "host", "x"]
+
+
+# --- a conventional command line ----------------------------------------------------------
+
+def test_version(capsys):
+    assert _code(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"wirelab {__version__}"
+
+
+@pytest.mark.parametrize("argv", [["-v", "list"], ["list", "-v"], ["list", "--verbose"]])
+def test_verbose_anywhere(argv, capsys):
+    assert cli.main(argv) == 0
+    assert settings.current().verbose
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_results_dir_flag_before_or_after_the_subcommand(tmp_path, before):
+    flag = ["--results-dir", str(tmp_path / "r")]
+    assert cli.main([*flag, "list"] if before else ["list", *flag]) == 0
+    assert settings.current().results_dir == tmp_path / "r"
+
+
+def test_list_json_is_valid_and_complete(capsys):
+    assert cli.main(["list", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {e["id"] for e in doc} >= {"tcp_handshake_one_rtt", "url_journey_rtt_budget"}
+    one = next(e for e in doc if e["id"] == "tcp_handshake_one_rtt")
+    assert one["aliases"] == ["tcp_handshake"] and one["linux_fact"]
+    assert [m["name"] for m in one["metrics"]] == ["connect_ms", "accept_ms"]
+    assert all(m["judged"] and "never below" in m["band"] for m in one["metrics"])
+
+
+def test_list_one_experiment_in_full(capsys):
+    assert cli.main(["list", "tcp_handshake"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tcp_handshake_one_rtt (alias: tcp_handshake)")
+    assert "What Linux does:" in out and "metrics:" in out
+
+
+def test_list_markdown_is_the_whole_catalog(capsys):
+    assert cli.main(["list", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    ids = re.findall(r"^## \[(\d\d)\] ", out, re.M)
+    assert ids == [f"{i:02d}" for i in range(1, 41)]
+    assert "measured by `tcp_handshake_one_rtt`" in out and "**Status:** planned" in out
+
+
+def test_show_json(make_run, capsys):
+    run_dir = make_run({1.0: (1.1, 1.6), 10.0: (10.2, 15.3)})
+    assert cli.main(["show", str(run_dir), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "match" and doc["exit_code"] == 0 and len(doc["points"]) == 2
+
+
+# --- an experiment module from any folder ---------------------------------------------------
+
+def test_run_a_file_that_is_not_an_experiment_exits_2_naming_what_is_missing(
+        no_lab, tmp_path, capsys):
+    f = tmp_path / "my_claim.py"
+    f.write_text("ID = 'mine'\nCLAIM = 'x'\n")
+    before = no_lab()
+    assert cli.main(["run", str(f), "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert str(f) in err and "no TOPOLOGY" in err and "no predict" in err
+    assert no_lab() == before
+
+
+def test_run_a_file_that_does_not_import_exits_2(no_lab, tmp_path, capsys):
+    f = tmp_path / "broken.py"
+    f.write_text("import no_such_module_anywhere\n")
+    assert cli.main(["run", str(f)]) == 2
+    assert "does not import" in capsys.readouterr().err
+
+
+def test_run_a_missing_file_exits_2(no_lab, tmp_path, capsys):
+    assert cli.main(["run", str(tmp_path / "nope.py")]) == 2
+    assert "no such experiment file" in capsys.readouterr().err
+
+
+def test_a_teachers_own_claim_gets_past_validation(no_lab, tmp_path):
+    """A copy of a built-in experiment in another folder is a valid experiment."""
+    from wirelab.run import catalog
+    src = catalog.content_dir("experiments") / "tcp_handshake_one_rtt.py"
+    f = tmp_path / "my_handshake.py"
+    f.write_text(src.read_text().replace('ID = "tcp_handshake_one_rtt"', 'ID = "my_handshake"'))
+    with pytest.raises(Tripwire, match="root check"):
+        cli.main(["run", str(f), "--quick"])

@@ -2,10 +2,10 @@
 Used by the tests to interrupt (SIGINT) or kill (SIGKILL) a live lab."""
 import time
 
-from topologies import get
-from wirelab.lab import Lab
+from wirelab.lab.net import Lab
+from wirelab.topologies.routed_path import RoutedPath
 
-with Lab(get("routed_path")()) as lab:
+with Lab(RoutedPath()) as lab:
     lab["h2"].popen(["sleep", "600"])
     print(lab.tag, flush=True)
     time.sleep(600)

@@ -1,0 +1,1 @@
+"""Fixtures for every test.  Shared helpers live in tests/support.py."""

@@ -1,0 +1,186 @@
+"""connection_pooling_latency: predictions, the ±(1 ms + 5%) band, and the HTTPS
+client and CPU helpers it uses (no root, no lab: fakes stand in for lab nodes).  The TLS
+round trips are tested in test_models_tls.py."""
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+
+import pytest
+
+from support import kernel_facts
+from wirelab.errors import LabError
+from wirelab.measure.cpu import child_of, cpu_ns
+from wirelab.models.tls import handshake_round_trips
+from wirelab.peers.https_client import LabHTTPSConnection, client_context, get
+from wirelab.run import catalog
+
+KERNEL = kernel_facts(release="6.1.0")
+
+
+@pytest.fixture(scope="module")
+def exp():
+    return catalog.load("pooling")
+
+
+@pytest.mark.parametrize("tls, t", [("1.2", 2), ("1.3", 1)])
+@pytest.mark.parametrize("r", [0.0, 1.0, 50.0, 100.0, 200.0])
+def test_new_connection_costs_two_plus_tls_round_trips(exp, tls, t, r):
+    pred = exp.predict({"rtt_ms": r, "tls": tls}, KERNEL)
+    assert set(pred) == {m.name for m in exp.metrics}
+    assert pred["new_conn_ms"] == pytest.approx((2 + t) * r)
+    assert pred["keepalive_ms"] == pytest.approx(r)
+    assert pred["pool4_ms"] == pytest.approx(r)
+
+
+def test_the_numbers_the_claim_gives(exp):
+    p = exp.predict
+    assert p({"rtt_ms": 50, "tls": "1.3"}, KERNEL)["new_conn_ms"] == 150
+    assert p({"rtt_ms": 50, "tls": "1.2"}, KERNEL)["new_conn_ms"] == 200
+    assert p({"rtt_ms": 100, "tls": "1.2"}, KERNEL)["new_conn_ms"] == 400
+
+
+def test_handshake_overhead_is_the_texts_100_to_300_ms_only_at_50_to_100_ms(exp):
+    overhead = lambda r, tls: (1 + handshake_round_trips(tls)) * r
+    assert overhead(50, "1.3") == 100 and overhead(100, "1.2") == 300
+    assert {overhead(r, v) for r in (50, 100) for v in ("1.2", "1.3")} <= set(range(100, 301))
+    assert overhead(1, "1.2") == 3 and overhead(200, "1.3") == 400
+
+
+def test_grid_sizes(exp):
+    assert len(exp.grid({})) == 6
+    assert [(p["rtt_ms"], p["tls"]) for p in exp.grid({}, quick=True)] == [(50.0, "1.2"), (50.0, "1.3")]
+    assert exp.repeats(None, quick=False) == 100 and exp.repeats(None, quick=True) == 20
+
+
+@pytest.mark.parametrize("metric", ["new_conn_ms", "keepalive_ms", "pool4_ms"])
+@pytest.mark.parametrize("pred", [1.0, 50.0, 150.0, 400.0])
+def test_band_is_symmetric_one_ms_plus_five_percent(exp, metric, pred):
+    tol = exp.metric(metric).tolerance
+    m = 1.0 + 0.05 * pred
+    assert tol.bounds(pred) == pytest.approx((pred - m, pred + m))
+    assert tol.check([pred + m * (1 - 1e-9)], pred)[0]
+    assert tol.check([pred - m * (1 - 1e-9)], pred)[0]
+    assert not tol.check([pred + m + 1e-6], pred)[0]
+    assert not tol.check([pred - m - 1e-6], pred)[0]
+
+
+def test_one_extra_round_trip_fails_at_50_ms(exp):
+    tol = exp.metric("new_conn_ms").tolerance
+    assert not tol.check([200.0], 150.0)[0]   # TLS 1.2's count against TLS 1.3's prediction
+    assert not tol.check([100.0], 50.0)[0]    # a request that waited a second RTT
+
+
+@pytest.mark.parametrize("spans, n", [
+    ([(0, 1), (0.1, 1.1), (0.2, 1.2), (0.3, 1.3)], 4),
+    ([(0, 1), (1.5, 2), (2.5, 3), (3.5, 4)], 1),
+    ([(0, 2), (1, 3), (2.5, 4), (3.5, 5)], 2),
+])
+def test_in_flight(exp, spans, n):
+    assert exp.in_flight(spans) == n
+
+
+def test_client_context_verifies_and_pins_the_version(exp, tmp_path):
+    ca = tmp_path / "ca.pem"
+    # Any valid certificate will do as a trust anchor for this check.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(tmp_path / "k"), "-out",
+                    str(ca), "-days", "1", "-subj", "/CN=t"], check=True, capture_output=True)
+    for v, want in (("1.2", ssl.TLSVersion.TLSv1_2), ("1.3", ssl.TLSVersion.TLSv1_3)):
+        ctx = client_context(ca, v)
+        assert ctx.minimum_version == ctx.maximum_version == want
+        assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+
+
+class FakeSocket:
+    def __init__(self, log):
+        self.log = log
+
+    def settimeout(self, t):
+        self.log.append(("timeout", t))
+
+    def connect(self, addr):
+        self.log.append(("connect", addr))
+
+    def close(self):
+        self.log.append(("close",))
+
+
+class FakeNode:
+    def __init__(self):
+        self.log = []
+
+    def socket(self):
+        self.log.append(("socket",))
+        return FakeSocket(self.log)
+
+
+def test_http_connections_make_their_socket_in_the_node():
+    node = FakeNode()
+    conn = LabHTTPSConnection(node, "10.0.2.2", 443, ssl.create_default_context())
+    sock = conn._create_connection(("10.0.2.2", 443), 7.0)
+    assert isinstance(sock, FakeSocket)
+    assert node.log == [("socket",), ("timeout", 7.0), ("connect", ("10.0.2.2", 443))]
+    assert conn.timeout == 30.0
+    assert LabHTTPSConnection(node, "10.0.2.2", 443, ssl.create_default_context(),
+                              timeout_s=5.0).timeout == 5.0
+
+
+class RefusingSocket(FakeSocket):
+    def connect(self, addr):
+        raise ConnectionRefusedError(addr)
+
+
+def test_a_refused_connect_closes_the_lab_socket():
+    node = FakeNode()
+    node.socket = lambda: (node.log.append(("socket",)), RefusingSocket(node.log))[1]
+    conn = LabHTTPSConnection(node, "10.0.2.2", 443, ssl.create_default_context())
+    with pytest.raises(ConnectionRefusedError):
+        conn._create_connection(("10.0.2.2", 443), 7.0)
+    assert node.log == [("socket",), ("timeout", 7.0), ("close",)]
+
+
+class FakeResponse:
+    def __init__(self, status, body, will_close=False):
+        self.status, self._body, self.will_close = status, body, will_close
+
+    def read(self):
+        return self._body
+
+
+class FakeConn:
+    def __init__(self, resp):
+        self.resp = resp
+        self.requests = []
+
+    def request(self, method, path):
+        self.requests.append((method, path))
+
+    def getresponse(self):
+        return self.resp
+
+
+def test_get_times_one_request_and_checks_the_answer(exp):
+    conn = FakeConn(FakeResponse(200, exp.BODY))
+    t0, t1 = get(conn, exp.PATH, exp.BODY)
+    assert t1 >= t0 and conn.requests == [("GET", exp.PATH)]
+    assert len(exp.BODY) == 100
+    with pytest.raises(LabError, match="status 404"):
+        get(FakeConn(FakeResponse(404, b"")), exp.PATH, exp.BODY)
+    with pytest.raises(LabError, match="status 200, 99 bytes"):
+        get(FakeConn(FakeResponse(200, exp.BODY[:-1])), exp.PATH, exp.BODY)
+    with pytest.raises(LabError, match="closed a keep-alive"):
+        get(FakeConn(FakeResponse(200, exp.BODY, will_close=True)), exp.PATH, exp.BODY)
+
+
+def test_cpu_time_of_a_process_and_its_child():
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert child_of(os.getpid()) == child.pid
+    finally:
+        child.kill()
+        child.wait()
+    before = cpu_ns(os.getpid())
+    sum(i * i for i in range(300_000))
+    assert cpu_ns(os.getpid()) >= before > 0

@@ -1,0 +1,110 @@
+"""What a prediction may read about the kernel that runs the lab: its release, its tick
+(HZ), the effective sysctls inside a lab namespace, and the kernel-wide ones.
+
+Predictions are functions of these facts, read at run time and recorded in the run's
+manifest; nothing a model needs is assumed where the kernel can say it.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import time
+from functools import lru_cache
+
+from wirelab.lab import netns
+from wirelab.lab.sysctl import read_global, sysctl_path
+
+#: Read in a lab namespace and recorded, whatever the experiment sets.
+RECORDED_SYSCTLS = (
+    "net.ipv4.tcp_congestion_control", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem",
+    "net.ipv4.tcp_timestamps", "net.ipv4.tcp_sack", "net.ipv4.tcp_window_scaling",
+    "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_synack_retries", "net.ipv4.tcp_fastopen",
+    "net.ipv4.tcp_slow_start_after_idle", "net.ipv4.tcp_no_metrics_save",
+    "net.ipv4.tcp_syn_linear_timeouts", "net.core.default_qdisc", "net.ipv4.ip_forward",
+    "net.ipv4.tcp_adv_win_scale", "net.ipv4.tcp_app_win", "net.ipv4.tcp_moderate_rcvbuf",
+    "net.ipv4.tcp_mem", "net.ipv4.tcp_retries2", "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_recovery",
+    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_pingpong_thresh",
+)
+#: Kernel-wide (not per namespace): read once, in the lab process's own namespace.
+GLOBAL_SYSCTLS = ("net.core.rmem_max", "net.core.wmem_max", "net.core.somaxconn")
+TIMER_LIST = "/proc/timer_list"
+
+
+def read(ns: str) -> dict:
+    """The facts a prediction reads, with the sysctls as seen inside namespace NS."""
+    sysctls = {}
+    with netns.entered(ns):
+        for name in RECORDED_SYSCTLS:
+            path = sysctl_path(name)
+            if path.exists():
+                sysctls[name] = path.read_text().strip()
+    glob = {}
+    for name in GLOBAL_SYSCTLS:
+        try:
+            glob[name] = read_global(name)
+        except OSError:
+            continue
+    return {"release": os.uname().release, "hz": tick()["hz"], "sysctls": sysctls,
+            "global": glob}
+
+
+# --- the tick -------------------------------------------------------------------
+
+def parse_jiffies(text: str) -> int:
+    """The ``jiffies:`` value of /proc/timer_list text."""
+    for line in text.splitlines():
+        if line.startswith("jiffies:"):
+            return int(line.split()[1])
+    raise LookupError("no 'jiffies:' line in timer_list")
+
+
+def read_jiffies() -> int:
+    """The kernel's jiffies counter now (ticks since boot, offset)."""
+    with open(TIMER_LIST) as f:
+        for line in f:  # it follows CPU 0's timers: stop there, not at EOF
+            if line.startswith("jiffies:"):
+                return parse_jiffies(line)
+    raise LookupError(f"no 'jiffies:' line in {TIMER_LIST}")
+
+
+def measure_jiffy_ms(ticks: int = 10, timeout_s: float = 5.0) -> float:
+    """The tick length, measured: the time between two edges of the jiffies counter
+    TICKS apart, found by polling it (each read ~0.5 ms under UML, so about 1% over
+    10 ticks at HZ=100)."""
+    deadline = time.monotonic() + timeout_s
+
+    def next_edge(after: int) -> tuple[int, float]:
+        while True:
+            j, t = read_jiffies(), time.monotonic()
+            if j > after:
+                return j, t
+            if t > deadline:
+                raise TimeoutError(f"the jiffies counter did not move within {timeout_s:g} s")
+    j0, t0 = next_edge(read_jiffies())
+    j1, t1 = next_edge(j0 + ticks - 1)
+    return (t1 - t0) * 1000.0 / (j1 - j0)
+
+
+@lru_cache(maxsize=1)
+def tick() -> dict:
+    """The kernel's tick rate (CONFIG_HZ): from /proc/config.gz where the kernel has
+    it, else measured from the jiffies counter over 0.3 s and rounded to the nearest
+    configurable value.  Delayed-ACK and RTO minimums are whole jiffies."""
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            for line in f:
+                if line.startswith("CONFIG_HZ="):
+                    return {"hz": int(line.split("=")[1]), "source": "/proc/config.gz"}
+    except OSError:
+        pass
+    try:
+        j0, t0 = read_jiffies(), time.monotonic()
+        time.sleep(0.3)
+        j1, t1 = read_jiffies(), time.monotonic()
+    except (OSError, LookupError):
+        return {"hz": None, "source": "unknown (no /proc/config.gz or /proc/timer_list)"}
+    rate = (j1 - j0) / (t1 - t0)
+    hz = min((100, 250, 300, 1000), key=lambda h: abs(h - rate))
+    return {"hz": hz, "source": f"{TIMER_LIST}: {rate:.1f} jiffies/s measured"}

@@ -1,0 +1,107 @@
+#!/bin/sh
+# wirelab's init (PID 1) inside a User-Mode Linux guest.
+#
+# The guest's root is the host's own filesystem, mounted read-only over hostfs.
+# Here we put a copy-on-write overlay (tmpfs upper) on top of it and pivot into
+# that, so a write to /etc, /usr or /var inside the guest never reaches the
+# host.  Only two host directories are written through: the project directory
+# (so results/ lands on the host) and the per-boot control directory that
+# carries the command in and its exit status out.
+#
+# The host side (wirelab/uml/__init__.py) passes WIRELAB_CTL on the kernel
+# command line; $WIRELAB_CTL/boot.env sets PROJECT, INTERACTIVE and MODULES.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root LANG=C.UTF-8
+
+fail() {
+    echo "wirelab-uml: $*" > /dev/console
+    echo o > /proc/sysrq-trigger
+    exit 1
+}
+
+mount -t proc proc /proc || fail "cannot mount /proc"
+# Read the boot settings before /tmp (where the control directory lives on
+# the host) is covered by the guest's own tmpfs.
+. "$WIRELAB_CTL/boot.env" || fail "cannot read $WIRELAB_CTL/boot.env"
+mount -t tmpfs -o mode=0755,size=${WIRELAB_OVERLAY_SIZE:-50%} tmpfs /tmp || fail "cannot mount tmpfs"
+
+REL=$(uname -r)
+MODTREE=/usr/lib/uml/modules/$REL
+[ -d "$MODTREE" ] || fail "no module tree $MODTREE for guest kernel $REL (is user-mode-linux installed?)"
+mkdir -p /tmp/mods/lib/modules && ln -s "$MODTREE" /tmp/mods/lib/modules/"$REL"
+modprobe -d /tmp/mods overlay || fail "cannot load the overlay module from $MODTREE"
+
+N=/tmp/root
+mkdir -p /tmp/ovl/upper /tmp/ovl/work $N
+mount -t overlay overlay -o lowerdir=/,upperdir=/tmp/ovl/upper,workdir=/tmp/ovl/work $N \
+    || fail "cannot mount the copy-on-write overlay"
+
+mount -t proc proc $N/proc
+mount -t sysfs sysfs $N/sys
+mount -t devtmpfs devtmpfs $N/dev
+mkdir -p $N/dev/pts $N/dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts $N/dev/pts
+mount -t tmpfs tmpfs $N/dev/shm
+mount -t tmpfs -o mode=0755 tmpfs $N/run
+mount -t tmpfs -o mode=1777 tmpfs $N/tmp
+mkdir -p $N/run/lock $N/run/netns $N/run/openvswitch $N/run/wirelab-ctl
+# Open vSwitch keeps its database in /etc/openvswitch and logs in /var/log:
+# both are private to the guest through the overlay; start from an empty db.
+rm -f $N/etc/openvswitch/conf.db $N/etc/openvswitch/.conf.db.~lock~ 2>/dev/null
+mount -t hostfs none $N/run/wirelab-ctl -o "$WIRELAB_CTL" || fail "cannot mount the control directory"
+if [ -n "$PROJECT" ]; then
+    # (A project under /tmp has no mount point in the guest's fresh /tmp.)
+    mkdir -p "$N$PROJECT"
+    mount -t hostfs none "$N$PROJECT" -o "$PROJECT" || fail "cannot mount the project directory $PROJECT"
+fi
+# Other directories the host asked to see written through (a results directory
+# outside the project), one absolute path a line; then folders the command only
+# reads that the guest's fresh /tmp hides (a virtualenv or an experiment under /tmp),
+# mounted and made read-only.
+if [ -f "$N/run/wirelab-ctl/rw_dirs" ]; then
+    while IFS= read -r dir; do
+        [ -n "$dir" ] || continue
+        mkdir -p "$N$dir"
+        mount -t hostfs none "$N$dir" -o "$dir" || fail "cannot mount $dir"
+    done < "$N/run/wirelab-ctl/rw_dirs"
+fi
+if [ -f "$N/run/wirelab-ctl/ro_dirs" ]; then
+    while IFS= read -r dir; do
+        [ -n "$dir" ] || continue
+        mkdir -p "$N$dir"
+        mount -t hostfs none "$N$dir" -o "$dir" || fail "cannot mount $dir"
+        mount -o remount,ro "$N$dir" || fail "cannot make $dir read-only"
+    done < "$N/run/wirelab-ctl/ro_dirs"
+fi
+# Modules from the UML tree that matches this kernel, where modprobe and the
+# kernel's own autoloader look for them.
+rm -rf "$N/lib/modules/$REL" 2>/dev/null
+mkdir -p "$N/lib/modules" && ln -sfn "$MODTREE" "$N/lib/modules/$REL"
+
+cd $N || fail "cannot enter the overlay"
+mkdir -p .oldroot
+pivot_root . .oldroot || fail "pivot_root failed"
+cd /
+umount -l /.oldroot 2>/dev/null
+
+# Load what labs use up front: one process instead of one per module.
+[ -n "$MODULES" ] && modprobe -a $MODULES 2>/dev/null
+hostname wirelab-uml 2>/dev/null
+
+CTL=/run/wirelab-ctl
+if [ "$INTERACTIVE" = 1 ]; then
+    IN=/dev/tty1
+    SETSID="setsid -c -w"
+    stty -F /dev/tty2 -opost 2>/dev/null
+else
+    IN=/dev/null
+    SETSID="setsid -w"
+    stty -F /dev/tty1 raw -echo 2>/dev/null
+    stty -F /dev/tty2 raw -echo 2>/dev/null
+fi
+echo started > $CTL/state
+$SETSID /bin/sh $CTL/cmd.sh < $IN > /dev/tty1 2> /dev/tty2
+echo $? > $CTL/rc
+sync
+echo o > /proc/sysrq-trigger
+poweroff -f

@@ -1,0 +1,296 @@
+"""Run one command inside Debian's User-Mode Linux kernel.
+
+Why: the development and CI machines' kernel has no netem, fq, fq_codel or
+openvswitch and cannot load modules.  ``linux.uml`` boots a full 6.1 kernel as
+an ordinary process in about two seconds, with the host filesystem as its root
+and a module tree that has all of them.
+
+How a boot is wired (see ``guest-init.sh`` for the guest half):
+
+* root = host ``/`` over hostfs, **read-only**; the guest puts a tmpfs
+  overlay on top, so its writes stay in the guest; only the project directory
+  and a per-boot control directory are written through;
+* the command, its working directory and environment go in as a generated
+  script (every word ``shlex.quote``d) in the control directory; the exit
+  status comes back as a file there;
+* the guest's stdout and stderr are UML consoles tty1/tty2 wired to duplicates
+  of our own stdout/stderr, so output streams live; the kernel's own console
+  goes to a log file that is shown only when the guest fails to start;
+* UML runs in its own session with ``PR_SET_PDEATHSIG``: Ctrl-C or a timeout
+  here sends it SIGTERM (UML's handler kills every guest process and exits),
+  then SIGKILL to the whole process group after a grace period.  If we die,
+  the kernel kills it.  No UML process outlives the command.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wirelab import settings
+from wirelab.errors import EnvironmentProblem, TimedOut
+
+MODULE_ROOT = Path("/usr/lib/uml/modules")
+INIT_SCRIPT = Path(__file__).with_name("guest-init.sh")
+#: Modules need no preloading: the guest pivots into a root where
+#: /lib/modules/<release> is the UML tree, so the kernel autoloads netem,
+#: openvswitch, bbr ... on first use.  WIRELAB_UML_MODULES can name extras.
+#: Environment variables never passed into the guest.
+_ENV_SKIP = {"TERM_SESSION_ID", "SSH_AUTH_SOCK", "DISPLAY", "XAUTHORITY", "OLDPWD", "PWD",
+             "SHLVL", "_", "LS_COLORS"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what dash accepts in `export`
+PR_SET_PDEATHSIG = 1
+GUEST_CTL = "/run/wirelab-ctl"  # where guest-init.sh mounts the control directory
+XSTATE_SHIM_SOURCE = Path(__file__).with_name("xstate_shim.c")
+
+
+@dataclass
+class UmlResult:
+    returncode: int
+    boot_s: float          # from starting linux.uml to the guest starting the command
+    total_s: float
+    log: str = field(repr=False, default="")
+    #: lines the guest appended to /run/wirelab-ctl/outputs (e.g. run dirs)
+    outputs: list[str] = field(default_factory=list)
+
+
+def project_dir() -> Path | None:
+    """The checkout this wirelab runs from (written through in UML), or None when it
+    is installed (not editable)."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "setup.cfg").is_file() and (root / "wirelab").is_dir() else None
+
+
+def available() -> tuple[bool, str]:
+    """Whether a UML guest can be booted here, and if not, why (no boot)."""
+    binary = settings.current().uml_binary
+    if not os.access(binary, os.X_OK):
+        return False, f"{binary} is missing: install Debian's user-mode-linux package"
+    trees = sorted(p.name for p in MODULE_ROOT.glob("*") if (p / "modules.dep").exists())
+    if not trees:
+        return False, f"no UML module tree under {MODULE_ROOT}"
+    if not os.access("/dev/shm", os.W_OK):
+        return False, "/dev/shm is not writable (UML keeps guest memory there)"
+    return True, f"{binary}, modules {', '.join(trees)}"
+
+
+def xstate_shim() -> Path | None:
+    """The LD_PRELOAD library that lets UML 6.1 run on CPUs with a large
+    XSAVE area (AVX-512, AMX): see xstate_shim.c.  Built with the system's C
+    compiler on first use, named by a hash of its source; None when there is
+    no compiler (the guest then boots only where the host's XSAVE area is the
+    832 bytes UML knows)."""
+    import hashlib
+    digest = hashlib.sha256(XSTATE_SHIM_SOURCE.read_bytes()).hexdigest()[:12]
+    cache = settings.current().cache_dir
+    lib = cache / f"uml-xstate-{digest}.so"
+    if lib.exists():
+        return lib
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+    res = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(XSTATE_SHIM_SOURCE),
+                          "-ldl"], capture_output=True, text=True)
+    if res.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise EnvironmentProblem(f"cannot build the UML xstate shim with {cc}: "
+                                 f"{res.stderr.strip()[-400:]}")
+    os.replace(tmp, lib)
+    return lib
+
+
+def command_script(argv: list[str], cwd: str, env: dict[str, str]) -> str:
+    """The guest-side script that runs ARGV: every word quoted, no shell
+    interpretation of anything the caller passed."""
+    lines = ["# generated by wirelab: runs one command inside the UML guest"]
+    for key in sorted(env):
+        if key in _ENV_SKIP or not _ENV_NAME.fullmatch(key):
+            continue
+        lines.append(f"export {key}={shlex.quote(env[key])}")
+    protocol = {"outputs": f"{GUEST_CTL}/outputs", "stderr_tty": sys.stderr.isatty()}
+    lines.append(f"export {settings.GUEST_ENV}={shlex.quote(json.dumps(protocol))}")
+    lines.append(f"cd {shlex.quote(cwd)} 2>/dev/null || cd /")
+    lines.append("exec " + " ".join(shlex.quote(a) for a in argv))
+    return "\n".join(lines) + "\n"
+
+
+#: Host directories never written through from a guest.
+_SYSTEM_DIRS = ("/", "/etc", "/usr", "/var", "/run", "/tmp", "/boot", "/dev", "/proc", "/sys")
+
+
+def write_through(results_dir: str, project: str | None) -> list[str]:
+    """Host directories besides the project that the guest writes to: the results
+    directory when it is outside the project (created here)."""
+    path = os.path.realpath(results_dir)
+    if project and (path + "/").startswith(project.rstrip("/") + "/"):
+        return []
+    if path in _SYSTEM_DIRS:
+        raise EnvironmentProblem(f"results directory {results_dir!r} would write a system "
+                                 "directory through from the UML guest; choose another")
+    os.makedirs(path, exist_ok=True)
+    return [path]
+
+
+def visible(paths: list[str], writable: list[str]) -> list[str]:
+    """Host directories under /tmp that the guest needs to read (its own /tmp is a
+    fresh tmpfs): the Python environment, the working directory, an experiment file's
+    folder.  Each is mounted from the host (hostfs), like the writable ones."""
+    out: list[str] = []
+    for p in paths:
+        real = os.path.realpath(p)
+        if real.startswith("/tmp/") and not any((real + "/").startswith(w.rstrip("/") + "/")
+                                                for w in [*writable, *out]):
+            out.append(real)
+    return out
+
+
+def kernel_cmdline(ctl: str, mem_mb: int) -> list[str]:
+    return [
+        f"mem={mem_mb}M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro",
+        f"init={INIT_SCRIPT}", "quiet", "loglevel=3",
+        f"uml_dir={ctl}", f"WIRELAB_CTL={ctl}",
+    ]
+
+
+def _pdeathsig() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _kill_group(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
+    """SIGTERM the guest (UML's handler tears every guest process down), then
+    SIGKILL whatever is left of its process group, then reap."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None,
+        timeout_s: float | None = None, interactive: bool | None = None,
+        on_start=None, stdout_fd: int | None = None,
+        read_paths: list[str] | None = None) -> UmlResult:
+    """Boot a guest, run ARGV in it, return its exit status.
+
+    Raises EnvironmentProblem when UML is missing or the guest never started
+    the command.  A timeout or SIGINT/SIGTERM to us halts the guest and
+    re-raises (KeyboardInterrupt / TimedOut).  ON_START(pid) is called with
+    the UML process id (for the run's ledger).  READ_PATHS are host folders the
+    command reads (an experiment file's folder): mounted read-only in the guest when
+    its root does not show them (under /tmp).
+    """
+    ok, why = available()
+    if not ok:
+        raise EnvironmentProblem(f"cannot use the UML kernel backend: {why}")
+    if not argv:
+        raise ValueError("no command given")
+    cwd = cwd or os.getcwd()
+    env = dict(os.environ if env is None else env)
+    if interactive is None:
+        interactive = sys.stdin.isatty() and sys.stdout.isatty() and stdout_fd is None
+    conf = settings.current()
+    project = project_dir()
+    proj = str(project) if project else ""
+    rw = write_through(str(conf.results_dir), proj or None)
+    ro = visible([sys.prefix, cwd, *(read_paths or [])], [proj, *rw] if proj else rw)
+
+    ctl = tempfile.mkdtemp(prefix="wirelab-uml-")
+    log_path = os.path.join(ctl, "console.log")
+    out_fd = os.dup(sys.stdout.fileno() if stdout_fd is None else stdout_fd)
+    err_fd = os.dup(sys.stderr.fileno())
+    try:
+        Path(ctl, "boot.env").write_text(
+            f"PROJECT={shlex.quote(proj)}\nINTERACTIVE={int(interactive)}\n"
+            f"MODULES={shlex.quote(conf.uml_modules)}\n")
+        Path(ctl, "cmd.sh").write_text(command_script(argv, cwd, env))
+        Path(ctl, "rw_dirs").write_text("".join(f"{d}\n" for d in rw))
+        Path(ctl, "ro_dirs").write_text("".join(f"{d}\n" for d in ro))
+        in_spec = "fd:0" if interactive else "null"
+        cmd = [str(conf.uml_binary), *kernel_cmdline(ctl, conf.uml_mem_mb),
+               "con=null", "con0=null,fd:1",
+               f"con1={in_spec},fd:{out_fd}", f"con2=null,fd:{err_fd}"]
+        uml_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": "/dev/shm", "HOME": ctl}
+        shim = xstate_shim()
+        if shim is not None:
+            uml_env["LD_PRELOAD"] = str(shim)
+        t0 = time.monotonic()
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                cmd, stdin=0 if interactive else subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, env=uml_env, pass_fds=(out_fd, err_fd),
+                start_new_session=True, preexec_fn=_pdeathsig, cwd="/")
+        if on_start:
+            on_start(proc.pid)
+        state = Path(ctl, "state")
+        boot_s = None
+        deadline = None if timeout_s is None else t0 + timeout_s
+        try:
+            while proc.poll() is None:
+                if boot_s is None and state.exists():
+                    boot_s = time.monotonic() - t0
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimedOut(f"the command in the UML guest did not finish within "
+                                   f"{timeout_s:g} s; the guest was halted")
+                time.sleep(0.02)
+        except BaseException:
+            _kill_group(proc)
+            raise
+        # UML has exited; make sure nothing of its process group is left.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        total = time.monotonic() - t0
+        if boot_s is None and state.exists():
+            boot_s = total
+        log_text = Path(log_path).read_text(errors="replace")
+        rc_file = Path(ctl, "rc")
+        if not rc_file.exists():
+            tail = console_excerpt(log_text)
+            if "ptrace set fp regs failed" in log_text and shim is None:
+                tail += ("\n(this CPU's register state is larger than UML 6.1 knows: install a "
+                         "C compiler, e.g. `apt-get install gcc libc6-dev`, so wirelab can "
+                         "build its xstate shim)")
+            raise EnvironmentProblem(
+                "the UML guest stopped before the command finished "
+                f"(linux.uml exit status {proc.returncode}); its console said:\n{tail}")
+        out_file = Path(ctl, "outputs")
+        outputs = out_file.read_text().splitlines() if out_file.exists() else []
+        return UmlResult(int(rc_file.read_text().strip() or 255), boot_s or total, total,
+                         log_text, outputs)
+    finally:
+        os.close(out_fd)
+        os.close(err_fd)
+        if not conf.keep_uml_ctl:
+            shutil.rmtree(ctl, ignore_errors=True)
+
+
+def console_excerpt(log_text: str, keep: int = 8) -> str:
+    """What a person needs from a failed boot's console: our init's own
+    messages and the panic line first, then the last lines that are not
+    stack-trace frames."""
+    lines = [ln.rstrip() for ln in log_text.splitlines() if ln.strip()]
+    key = [ln for ln in lines if "wirelab-uml:" in ln or "Kernel panic" in ln]
+    rest = [ln for ln in lines if not ln.lstrip().startswith(("[<", "<4> [<")) and ln not in key]
+    return "\n".join(key + rest[-keep:])

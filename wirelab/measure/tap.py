@@ -1,0 +1,170 @@
+"""In-process packet taps: what crossed a lab node's interfaces, and when.
+
+A :class:`Tap` is one ``AF_PACKET`` socket opened inside a node's namespace
+that sees every IPv4 packet the node sends or receives on its non-loopback
+interfaces, stamped by the kernel (``SO_TIMESTAMPNS``) as it crossed the
+interface.  Nobody reads the socket while an experiment's traffic runs: the
+kernel queues the packets in a large receive buffer and the experiment
+drains them afterwards, so a tap costs no process, no wake-up and no CPU
+time on the path it measures (inside User-Mode Linux, where the lab has one
+virtual CPU, a capturing tcpdump competes with the processes it watches).
+A buffer overflow is detected (``PACKET_STATISTICS``) and is an error,
+never a silently shorter timeline.  The kernel hands an outgoing packet to
+the tap after the interface's egress qdisc: a tapped node must have no delay
+of its own on egress (the lab puts delay on routers), or the delay would be
+read as that node's processing.
+
+:func:`critical_path` follows the rule of :mod:`wirelab.measure.tls_timing` across
+several nodes and connections: the time a node spent between the last
+thing it received (or sent) and its next data packet is its own
+processing, not the network's.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from wirelab.errors import LabError
+from wirelab.measure.packets import LINKTYPE_ETHERNET, Segment, decode_frame
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = 35          # asm-generic/socket.h (SO_TIMESTAMPNS_OLD)
+SO_RCVBUFFORCE = 33
+BUFFER_BYTES = 32 << 20      # ~10 000 full-size frames between two drains
+@dataclass(frozen=True)
+class Event:
+    """One packet at one node: OUT is True when the node sent it."""
+    ts: float
+    out: bool
+    seg: Segment
+
+    @property
+    def data(self) -> bool:
+        """A packet somebody waits for: UDP, a TCP payload, SYN or FIN (a
+        pure ACK is not one)."""
+        s = self.seg
+        return s.proto != 6 or bool(s.payload) or bool(s.flags & 0x03)
+
+
+class Tap:
+    """Every IPv4 packet at NODE's non-loopback interfaces, queued in the
+    kernel until :meth:`drain`.  Close it (or use it as a context manager);
+    a lab's undo stack can own it."""
+
+    def __init__(self, node):
+        self.node = node
+        self.sock = node.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, BUFFER_BYTES)
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock.close()
+            raise
+        self._stats()  # reading the counters resets them
+
+    def _stats(self) -> tuple[int, int]:
+        raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+        return struct.unpack("II", raw)
+
+    def drain(self) -> list[Event]:
+        """Every packet queued since the last drain, oldest first."""
+        out = []
+        while True:
+            try:
+                frame, anc, _flags, addr = self.sock.recvmsg(65535, 64)
+            except BlockingIOError:
+                break
+            # addr: (ifname, proto, pkttype, hatype, hwaddr)
+            if addr[0] == "lo":
+                continue
+            ts = None
+            for level, kind, value in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", value[:16])
+                    ts = sec + nsec * 1e-9
+            if ts is None:
+                raise LabError(f"tap on {self.node.name}: a packet came without a timestamp")
+            seg = decode_frame(frame, LINKTYPE_ETHERNET, ts)
+            if seg is not None:
+                out.append(Event(ts, addr[2] == PACKET_OUTGOING, seg))
+        _packets, drops = self._stats()
+        if drops:
+            raise LabError(f"tap on {self.node.name}: the kernel dropped {drops} packets "
+                           f"(buffer {BUFFER_BYTES >> 20} MiB full): the timeline is incomplete")
+        out.sort(key=lambda e: e.ts)
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Tap:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def fetch_span(events: list[Event], server_port: int, min_bytes: int) -> dict:
+    """A client's batch of fetches as its own interface saw it: from its
+    first SYN to SERVER_PORT to the last payload that arrived from that port
+    before the client started closing (its first FIN: what came after is
+    the servers' goodbye, not a response).  Raise LabError unless at least
+    MIN_BYTES of payload arrived in that span (every response was in it)."""
+    tcp = [e for e in events if e.seg.proto == 6]
+    # Connections this batch opened (a capture may begin with the previous
+    # batch's goodbyes).
+    opened = {e.seg.sport: e.ts for e in tcp if e.out and e.seg.dport == server_port
+              and e.seg.flags & 0x02 and not e.seg.flags & 0x10}
+    if not opened:
+        raise LabError(f"no SYN to port {server_port} in the capture")
+    first = min(opened.values())
+    ours = [e for e in tcp if (e.seg.sport if e.out else e.seg.dport) in opened
+            and (e.seg.dport if e.out else e.seg.sport) == server_port and e.ts >= first]
+    fins = [e.ts for e in ours if e.out and e.seg.flags & 0x01]
+    cut = min(fins) if fins else float("inf")
+    data = [e for e in ours if not e.out and e.seg.payload and e.ts < cut]
+    got = sum(len(e.seg.payload) for e in data)
+    if not data or got < min_bytes:
+        raise LabError(f"only {got} B arrived from port {server_port} before the client closed "
+                       f"(want at least {min_bytes} B): the capture misses part of the batch")
+    return {"span_ms": (data[-1].ts - first) * 1e3, "connections": len(opened), "bytes": got,
+            "start": first, "last": data[-1]}
+
+
+def timeline(events: list[Event], t0: float | None = None) -> str:
+    """One line per packet, for raw/: ms since T0, direction, addresses,
+    TCP flags and payload length."""
+    if not events:
+        return ""
+    t0 = events[0].ts if t0 is None else t0
+    names = "FSRPAU"
+    lines = []
+    for e in events:
+        s = e.seg
+        flags = "".join(n for i, n in enumerate(names) if s.flags & (1 << i)) if s.proto == 6 else "udp"
+        lines.append(f"{(e.ts - t0) * 1e3:10.3f} {'>' if e.out else '<'} {s.src}:{s.sport} "
+                     f"{s.dst}:{s.dport} {flags or '.'} {len(s.payload)}")
+    return "\n".join(lines) + "\n"
+
+
+def run_tapped(node, argv: list[str], taps: dict[str, Tap], *, timeout_s: float = 120,
+               binds=None):
+    """Run ARGV in NODE with TAPS drained just before (whatever came earlier is
+    dropped) and just after: (the completed process, {tap name: events}).  The exit
+    status is the caller's to judge."""
+    for tap in taps.values():
+        tap.drain()
+    res = node.run(argv, timeout_s=timeout_s, check=False, binds=binds)
+    return res, {name: tap.drain() for name, tap in taps.items()}
+
+
+def timelines(events: dict[str, list[Event]]) -> str:
+    """Every tap's packets, for raw/, on one time axis (ms since the first packet)."""
+    t0 = min((e[0].ts for e in events.values() if e), default=None)
+    return "".join(f"--- packets at {name} (ms) ---\n" + timeline(ev, t0)
+                   for name, ev in events.items())

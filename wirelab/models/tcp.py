@@ -1,0 +1,357 @@
+"""TCP's rounds and windows from first principles: the MSS, how many round trips S
+bytes take from a given cwnd (slow start, congestion avoidance, the restart after
+idle), and when the receiver's window costs one more.
+
+Pure functions (unit-tested without root), reading the kernel facts a run records.
+The two slow-start models:
+
+* :func:`formula_rounds` - the course's doubling model: the sender may have
+  IW, 2 IW, 4 IW ... segments in flight in rounds 1, 2, 3 ..., so S bytes need
+  the smallest k with IW * MSS_eff * (2^k - 1) >= S, i.e.
+  k = ceil(log2(S / (IW * MSS_eff) + 1)).
+
+* :func:`simulate` - the same sender, but each round's burst is also capped by
+  the receive window the client advertised in its ACKs to the previous round,
+  computed with the Linux 6.1 rules (net/ipv4/tcp_output.c
+  tcp_select_initial_window, __tcp_select_window, tcp_select_window;
+  net/ipv4/tcp_input.c tcp_init_buffer_space, tcp_grow_window,
+  tcp_rcv_space_adjust; include/net/tcp.h tcp_win_from_space, tcp_space).
+
+The receive-window argument, step by step (what ``Receiver`` encodes):
+
+1. The client's buffer starts at ``sk_rcvbuf = tcp_rmem[1]``.  Only a fraction
+   of it is window: tcp_win_from_space(x) = x - x >> tcp_adv_win_scale, i.e.
+   x/2 with the default 1 (before 6.6; 6.6+ uses a measured scaling_ratio).
+2. tcp_init_buffer_space sets window_clamp to that, minus one advmss
+   ("force reservation of one segment"), and rcv_ssthresh = min(initial
+   rcv_wnd, window_clamp): the advertised window cannot exceed the clamp.
+   tcp_grow_window can raise rcv_ssthresh only up to min(window_clamp,
+   tcp_space), so nothing grows it until autotuning raises the clamp.
+3. Each ACK advertises min(tcp_space, rcv_ssthresh), rounded up to the window
+   scale unit, where tcp_space = win_from_space(rcvbuf - unread bytes).  A
+   slow-start round arrives as a back-to-back burst and the softirq usually
+   sends its ACKs before the reading thread runs (a 1-CPU UML guest), so by
+   default the last ACK of round i is computed with all of round i still
+   unread (``reader_behind``); when the reader keeps up, the window is the
+   clamp.  We count unread memory as the payload bytes: skb_try_coalesce()
+   merges in-order segments into the queue's tail skb and charges only their
+   page fragments, so truesize is the payload plus one skb head.  The right
+   edge never moves left (tcp_select_window).
+4. tcp_rcv_space_adjust grows sk_rcvbuf (and the clamp) once the reader has
+   copied more than rcvq_space.space = min(rcv_ssthresh, rcv_wnd,
+   10 * advmss) bytes in one receiver RTT, by at least 4x that amount in
+   slow start.  The first round whose bytes exceed it is read *after* its own
+   ACKs left, so the window is capped for the round after it too; from the
+   round after that on, rcv_ssthresh grows by 2 advmss per received segment
+   (faster than cwnd's 1 per acked segment) and the model lets the window
+   no longer limit.  (Measured on 6.1: it still caps some later rounds of a
+   10 MiB transfer, tcpi_rwnd_limited up to 3 RTTs, but those rounds have
+   slack and the transfer takes no extra round.)
+
+The sender: cwnd += acked segments per ACK in slow start (tcp_slow_start,
+ABC), but only while cwnd-limited (tcp_is_cwnd_limited: cwnd < 2 *
+max_packets_out).  A window edge that cuts a segment lets the sender send the
+partial segment (tcp_mss_split_point with Nagle/Minshall: no small segment
+outstanding).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+U16_MAX = 65535
+TCP_MAX_WSCALE = 14
+#: TCP_INIT_CWND (include/net/tcp.h): rcvq_space starts at min(.., 10 * advmss)
+TCP_INIT_CWND = 10
+TCPOLEN_TSTAMP_ALIGNED = 12
+IPV4_TCP_HEADERS_BYTES = 40
+
+
+def mss_eff(mtu_bytes: int, timestamps: bool) -> int:
+    """Payload bytes per full segment: MTU - 20 (IPv4) - 20 (TCP) - 12 when
+    every segment carries the timestamp option (tcp_timestamps=1)."""
+    return advmss(mtu_bytes) - (TCPOLEN_TSTAMP_ALIGNED if timestamps else 0)
+
+
+def advmss(mtu_bytes: int) -> int:
+    """The MSS a host advertises in its SYN: dst_metric_advmss = MTU - 40."""
+    return mtu_bytes - IPV4_TCP_HEADERS_BYTES
+
+
+def formula_rounds(size_bytes: int, iw_segs: int, mss_bytes: int) -> int:
+    """k = ceil(log2(S / (IW * MSS) + 1)), in integers: the smallest k with
+    IW * MSS * (2^k - 1) >= S.  0 bytes need 0 rounds."""
+    if size_bytes < 0 or iw_segs < 1 or mss_bytes < 1:
+        raise ValueError(f"size {size_bytes}, IW {iw_segs}, MSS {mss_bytes}: need S >= 0, "
+                         "IW >= 1, MSS >= 1")
+    k = 0
+    while iw_segs * mss_bytes * ((1 << k) - 1) < size_bytes:
+        k += 1
+    return k
+
+
+def _align_up(x: int, unit: int) -> int:
+    return -(-x // unit) * unit
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """The client's receive side as it stands after the handshake (sizes in
+    bytes).  RMEM1/RMEM2 are its tcp_rmem[1]/[2]; RMEM_MAX net.core.rmem_max
+    (global); INITRWND_SEGS the route's initrwnd (0: none)."""
+    rmem1: int
+    rmem2: int
+    rmem_max: int
+    advmss: int
+    adv_win_scale: int = 1
+    app_win: int = 31
+    initrwnd_segs: int = 0
+    window_scaling: bool = True
+
+    def win_from_space(self, space: int) -> int:
+        """tcp_win_from_space (6.1): the part of SPACE bytes of buffer offered
+        as window."""
+        s = self.adv_win_scale
+        return space >> -s if s <= 0 else space - (space >> s)
+
+    @property
+    def full_space(self) -> int:
+        return self.win_from_space(self.rmem1)
+
+    @property
+    def rcv_wnd(self) -> int:
+        """tcp_select_initial_window: the SYN's window (mss = advmss, no
+        timestamp yet on a fresh connect)."""
+        space = self.full_space
+        if space > self.advmss:
+            space -= space % self.advmss
+        wnd = min(space, U16_MAX)
+        if self.initrwnd_segs:
+            wnd = min(wnd, self.initrwnd_segs * self.advmss)
+        return wnd
+
+    @property
+    def wscale(self) -> int:
+        if not self.window_scaling:
+            return 0
+        space = max(self.full_space, self.rmem2, self.rmem_max)
+        space = min(space, U16_MAX << TCP_MAX_WSCALE)
+        return max(0, min(space.bit_length() - 1 - 15, TCP_MAX_WSCALE))
+
+    @property
+    def window_clamp(self) -> int:
+        """tcp_init_buffer_space: the buffer's window, minus one segment's
+        reservation (tcp_app_win)."""
+        maxwin = self.full_space
+        clamp = maxwin
+        if self.app_win and maxwin > 4 * self.advmss:
+            clamp = max(maxwin - (maxwin >> self.app_win), 4 * self.advmss)
+        if self.app_win and clamp > 2 * self.advmss and clamp + self.advmss > maxwin:
+            clamp = max(2 * self.advmss, maxwin - self.advmss)
+        return clamp
+
+    @property
+    def rcv_ssthresh(self) -> int:
+        return min(self.rcv_wnd, self.window_clamp)
+
+    @property
+    def rcvq_space(self) -> int:
+        """Bytes the reader must copy in one RTT before autotuning grows the
+        buffer (tcp_init_buffer_space: rcvq_space.space)."""
+        return min(self.rcv_ssthresh, self.rcv_wnd, TCP_INIT_CWND * self.advmss)
+
+    def window(self, unread: int) -> int:
+        """__tcp_select_window with UNREAD bytes queued and the initial buffer
+        and clamp: the window an ACK offers, in bytes, scale applied."""
+        unit = 1 << self.wscale
+        free = self.win_from_space(max(0, self.rmem1 - unread))
+        allowed = self.full_space
+        full = min(self.window_clamp, allowed)
+        if free < full >> 1:
+            free -= free % unit
+            if free < allowed >> 4 or free < self.advmss:
+                return 0
+        free = min(free, self.rcv_ssthresh)
+        if self.wscale:
+            return _align_up(free, unit)
+        return free - free % self.advmss if free > self.advmss else free
+
+    def initial_edge(self) -> int:
+        """Right edge (relative to the first data byte) of the window in the
+        handshake's last ACK."""
+        return _select(self.rcv_wnd, self.window(0), self.wscale)
+
+
+def _select(cur_win: int, new_win: int, wscale: int) -> int:
+    """tcp_select_window: never shrink the offered window."""
+    if new_win < cur_win:
+        return _align_up(cur_win, 1 << wscale)
+    return new_win
+
+
+@dataclass
+class Round:
+    """One slow-start round as the sender sees it (bytes and segments)."""
+    index: int
+    cwnd_segs: int
+    sent_bytes: int
+    window_bytes: float       # room the receiver's window left (inf: no limit)
+    rwnd_limited: bool
+
+
+@dataclass
+class Schedule:
+    rounds: list[Round] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.rounds)
+
+    @property
+    def rwnd_limited(self) -> bool:
+        return any(r.rwnd_limited for r in self.rounds)
+
+
+MAX_ROUNDS = 64
+
+
+def simulate(size_bytes: int, iw_segs: int, mss_bytes: int,
+             receiver: Receiver | None, reader_behind: bool = True) -> Schedule:
+    """Rounds of a slow-start transfer of SIZE_BYTES, each burst capped by the
+    cwnd and (if RECEIVER is given) by the receive window the previous round's
+    ACKs advertised.  RECEIVER None: the window never limits (the formula).
+    READER_BEHIND: the round's ACKs leave before the reader copies any of it
+    (else: after it has copied all of it)."""
+    if size_bytes < 0 or iw_segs < 1 or mss_bytes < 1:
+        raise ValueError(f"size {size_bytes}, IW {iw_segs}, MSS {mss_bytes}")
+    sched = Schedule()
+    cwnd, sent = iw_segs, 0
+    edge = receiver.initial_edge() if receiver else float("inf")
+    autotuned = receiver is None
+    for i in range(1, MAX_ROUNDS + 1):
+        if sent >= size_bytes:
+            return sched
+        room = edge - sent
+        burst = int(min(cwnd * mss_bytes, room, size_bytes - sent))
+        if burst <= 0:
+            raise ValueError(f"round {i}: a zero window; the model does not cover it")
+        segs = -(-burst // mss_bytes)
+        sched.rounds.append(Round(i, cwnd, burst, room, room < min(cwnd * mss_bytes,
+                                                                      size_bytes - sent)))
+        sent += burst
+        if receiver is not None and not autotuned:
+            # The last ACK of this burst leaves with the burst unread (or read).
+            unread = burst if reader_behind else 0
+            edge = sent + _select(int(edge - sent), receiver.window(unread), receiver.wscale)
+            # The reader copies the burst after those ACKs; if that is more
+            # than rcvq_space, autotuning lifts the clamp for the next ACKs.
+            autotuned = burst > receiver.rcvq_space
+        else:
+            edge = float("inf")
+        if cwnd < 2 * segs:        # tcp_is_cwnd_limited in slow start
+            cwnd += segs           # tcp_slow_start: cwnd += acked
+    raise ValueError(f"{size_bytes} bytes need more than {MAX_ROUNDS} rounds")
+
+
+# -- rounds from any cwnd: reuse, restart after idle ------------------------------
+
+#: TCP_INFINITE_SSTHRESH: ssthresh before the first loss.
+TCP_INFINITE_SSTHRESH = 0x7FFFFFFF
+
+
+def segments(size_bytes: int, mss_bytes: int) -> int:
+    """Full-size segments needed for SIZE_BYTES at MSS_BYTES each."""
+    return -(-size_bytes // mss_bytes)
+
+
+def rounds(cwnd: int, ssthresh: int, segs: int) -> int:
+    """Round trips to deliver SEGS segments starting from CWND: slow start (cwnd +=
+    acked, so it doubles per round) up to ssthresh, then congestion avoidance (+1
+    per round).  Receive window assumed larger."""
+    sent, k, w = 0, 0, max(1, cwnd)
+    while sent < segs:
+        sent += w
+        k += 1
+        w = min(2 * w, max(ssthresh, w + 1)) if w < ssthresh else w + 1
+    return k
+
+
+def grown_cwnd(cwnd: int, segs: int) -> int:
+    """cwnd after a response of SEGS segments sent from CWND (nominal).  In slow start
+    every ACKed segment adds one (ABC, tcp_slow_start) while tcp_is_cwnd_limited()
+    holds: latched true for a window whose flight filled cwnd (every round but the last
+    of a multi-round response), else while cwnd < 2 x what is in flight.  So a response
+    grows cwnd by all its segments, unless cwnd is already twice the response."""
+    return cwnd + segs if cwnd < 2 * segs else cwnd
+
+
+def restart_cwnd(cwnd: int, idle_ms: float, rto_ms: float, enabled: bool,
+                 iw: int = TCP_INIT_CWND, in_flight: int = 0) -> int:
+    """cwnd after the first write following IDLE_MS without sending data
+    (tcp_slow_start_after_idle_check + tcp_cwnd_restart): untouched unless the sysctl
+    is on, nothing is in flight and idle > RTO; then halved once per whole RTO that
+    fits in the idle time, never below min(IW, cwnd)."""
+    if not enabled or in_flight or idle_ms <= rto_ms:
+        return cwnd
+    floor = min(iw, cwnd)
+    left = idle_ms
+    while True:
+        left -= rto_ms
+        if not (left > 0 and cwnd > floor):
+            break
+        cwnd >>= 1
+    return max(cwnd, floor)
+
+
+# -- reading the kernel facts ---------------------------------------------------------
+
+#: The lab's links are veths with the default MTU; the topologies set none.
+LINK_MTU_BYTES = 1500
+
+
+def sysctl_ints(kernel: dict, name: str) -> list[int]:
+    try:
+        return [int(v) for v in kernel["sysctls"][name].split()]
+    except KeyError:
+        raise KeyError(f"kernel facts lack {name}; the runner records it in the first host") from None
+
+
+def timestamps(kernel: dict) -> bool:
+    return sysctl_ints(kernel, "net.ipv4.tcp_timestamps")[0] != 0
+
+
+def mss_from_kernel(kernel: dict) -> int:
+    """MSS_eff on the lab's links: MTU - 40, less 12 with timestamps on."""
+    return mss_eff(kernel.get("mtu", LINK_MTU_BYTES), timestamps(kernel))
+
+
+def receiver_from_kernel(kernel: dict, initrwnd_segs: int = 0) -> Receiver:
+    """The client's receive side from the kernel facts read in the lab (the first host,
+    h1, is the client): tcp_rmem, tcp_adv_win_scale, tcp_app_win, window scaling,
+    and the kernel-wide net.core.rmem_max."""
+    rmem = sysctl_ints(kernel, "net.ipv4.tcp_rmem")
+    try:
+        rmem_max = int(kernel["global"]["net.core.rmem_max"])
+    except KeyError:
+        raise KeyError("kernel facts lack net.core.rmem_max (kernel['global'])") from None
+    return Receiver(
+        rmem1=rmem[1], rmem2=rmem[2], rmem_max=rmem_max,
+        advmss=advmss(kernel.get("mtu", LINK_MTU_BYTES)),
+        adv_win_scale=sysctl_ints(kernel, "net.ipv4.tcp_adv_win_scale")[0],
+        app_win=sysctl_ints(kernel, "net.ipv4.tcp_app_win")[0], initrwnd_segs=initrwnd_segs,
+        window_scaling=sysctl_ints(kernel, "net.ipv4.tcp_window_scaling")[0] == 1)
+
+
+def round_note(size_bytes: int, iw_segs: int, mss_bytes: int, rtt_ms: float,
+               predicted_ms: float, measured_ms: float | None) -> str:
+    """A point's note: the formula's k, whether the window model adds rounds, and how
+    many RTTs the median took."""
+    k = formula_rounds(size_bytes, iw_segs, mss_bytes)
+    model = round(predicted_ms / rtt_ms) - 1 if rtt_ms else k
+    parts = [f"formula k={k}"]
+    if model > k:
+        parts.append(f"rwnd-limited: +{model - k} round{'s' if model - k > 1 else ''} expected")
+    else:
+        parts.append("no round lost to rwnd")
+    if measured_ms is not None and rtt_ms:
+        parts.append(f"measured {measured_ms / rtt_ms:.2f} RTT")
+    return "; ".join(parts)

@@ -1,0 +1,55 @@
+"""What ``wirelab list`` prints about an experiment: its claim, needs, parameters,
+metrics and, in full, what Linux really does (the sidecar)."""
+from __future__ import annotations
+
+import textwrap
+
+from wirelab.spec.experiment import Experiment
+
+
+def _first_paragraph(text: str) -> str:
+    return text.strip().split("\n\n", 1)[0].replace("\n", " ") if text else ""
+
+
+def as_json(exp: Experiment) -> dict:
+    return {
+        "id": exp.id, "aliases": list(exp.aliases), "claim": exp.CLAIM, "section": exp.SECTION,
+        "text_says": exp.TEXT_SAYS, "linux_fact": exp.linux_fact, "needs": sorted(exp.NEEDS),
+        "topology": exp.TOPOLOGY.__name__, "source": getattr(exp.module, "__file__", None),
+        "parameters": [{"name": p.name, "default": p.default, "grid": list(p.grid),
+                        "quick": list(p.quick or p.grid), "choices": list(p.choices),
+                        "min": p.min, "max": p.max, "help": p.help} for p in exp.PARAMS],
+        "metrics": [{"name": m.name, "help": m.help, "judged": m.judged,
+                     "per_point": m.per_point,
+                     "band": m.tolerance.describe(m.unit_label) if m.judged else None}
+                    for m in exp.metrics],
+        "repeats": exp.REPEATS, "quick_repeats": getattr(exp.module, "QUICK_REPEATS", exp.REPEATS),
+    }
+
+
+def as_text(exp: Experiment, full: bool = False) -> str:
+    aliases = f" (alias: {', '.join(exp.aliases)})" if exp.aliases else ""
+    lines = [f"{exp.id}{aliases}", f"    claim: {exp.CLAIM}",
+             f"    needs: {', '.join(sorted(exp.NEEDS)) or 'namespaces only'}; "
+             f"topology {exp.TOPOLOGY.__name__}; parameters: "
+             + ", ".join(f"{p.name} {list(p.grid) or p.default}" for p in exp.PARAMS)]
+    fact = exp.linux_fact
+    if not full:
+        if fact:
+            lines += textwrap.wrap("Linux: " + _first_paragraph(fact), 88,
+                                   initial_indent="    ", subsequent_indent="      ")
+        return "\n".join(lines)
+    lines += [f"    course ({exp.SECTION}): \"{exp.TEXT_SAYS}\"", "    metrics:"]
+    for m in exp.metrics:
+        band = m.tolerance.describe(m.unit_label) if m.judged else "reported, not judged"
+        lines.append(f"      {m.name}{' (per point)' if m.per_point else ''}: {m.help} [{band}]")
+    lines.append("    parameters:")
+    for p in exp.PARAMS:
+        lines.append(f"      {p.name} = {p.default} ({p.range_text()}); grid {list(p.grid)}, "
+                     f"quick {list(p.quick or p.grid)}")
+    if fact:
+        lines += ["", "    What Linux does:"]
+        for para in fact.split("\n\n"):
+            lines += textwrap.wrap(para.replace("\n", " "), 88, initial_indent="      ",
+                                   subsequent_indent="      ") + [""]
+    return "\n".join(lines)

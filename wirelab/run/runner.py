@@ -1,0 +1,185 @@
+"""The runner: grid x repeats through fresh labs, recorded as a results directory.
+
+validate (before anything exists) -> for each grid point: Lab(topology) -> kernel
+facts -> predict -> prepare -> trials -> rows -> trials.csv, point_samples.csv,
+manifest.json, raw/, summary.md, plot.png -> verdict.  The lab of each point is torn
+down by its undo stack whatever happens.  A trial that raises is a lab failure (exit 4)
+naming the point and the trial, never a deviation: the results directory keeps what was
+measured and its manifest says ``failed`` and why.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from wirelab import settings
+from wirelab.errors import BadInput, LabError
+from wirelab.kernel import facts, probe, uml
+from wirelab.lab.net import Lab
+from wirelab.report import analysis, results
+from wirelab.report.summary import summary_markdown
+from wirelab.run.progress import Progress
+from wirelab.spec.context import RawWriter, TrialContext
+from wirelab.spec.experiment import Experiment
+
+
+class TrialFailed(LabError):
+    """A trial (or a point's prepare) raised: the lab failed, nothing was judged."""
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    verdict: str
+    points: list[dict]
+
+
+def _where(exp: Experiment, i: int, params: dict, trial: int | None) -> str:
+    label = ", ".join(f"{k}={analysis.fmt(v)}" for k, v in params.items())
+    return f"{exp.id}, point {i} ({label})" + (f", trial {trial}" if trial is not None else
+                                               ", prepare")
+
+
+def _rows_of(exp: Experiment, out) -> list[dict]:
+    """A trial's result as rows: one dict, or a list of them."""
+    rows = [out] if isinstance(out, dict) else list(out or [])
+    if not rows:
+        raise LabError("the trial returned no row")
+    want = {m.name for m in exp.trial_metrics}
+    for row in rows:
+        if set(row) != want:
+            missing, extra = want - set(row), set(row) - want
+            raise LabError("the trial's row does not match METRICS"
+                           + (f"; missing {', '.join(sorted(missing))}" if missing else "")
+                           + (f"; unknown {', '.join(sorted(extra))}" if extra else ""))
+    return rows
+
+
+def _check_prediction(exp: Experiment, predicted: dict) -> None:
+    want = {m.name for m in exp.metrics}
+    if set(predicted) != want:
+        raise LabError(f"predict() gave {sorted(predicted)}, METRICS are {sorted(want)}")
+
+
+def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int | None = None,
+        seed: int | None = None, backend: str = "host", backend_reason: str = "",
+        results_root: Path | None = None, progress_stream=None) -> RunOutcome:
+    # 1. Validate everything before anything is created.
+    grid = exp.grid(overrides, quick)
+    n = exp.repeats(repeats, quick)
+    for params in grid:
+        try:
+            exp.topology(params)  # link values are checked again when the lab builds
+        except (TypeError, ValueError) as e:
+            raise BadInput(f"{exp.id}: topology {exp.TOPOLOGY.__name__} refuses {params}: "
+                           f"{e}") from e
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+    random.seed(seed)
+
+    run_dir = results.new_run_dir(exp.id, results_root or settings.current().results_dir)
+    manifest = {
+        "experiment": exp.id, "claim": exp.CLAIM, "section": exp.SECTION,
+        "source": str(getattr(exp.module, "__file__", "")),
+        "parameters": {p.name: {"default": p.default, "min": p.min, "max": p.max,
+                                "help": p.help} for p in exp.PARAMS},
+        "overrides": overrides, "quick": quick, "grid": grid, "repeats": n, "seed": seed,
+        "metrics": {m.name: {"help": m.help, "judged": m.judged, "per_point": m.per_point}
+                    for m in exp.metrics},
+        "x": exp.X, "tolerance": exp.describe_tolerance(),
+        "topology": exp.TOPOLOGY.__name__, "needs": sorted(exp.NEEDS),
+        "kernel": {**probe.kernel_info(), "hz": facts.tick()}, "backend": backend,
+        "backend_reason": backend_reason, "tools": {},
+        "git_revision": results.git_revision(uml.project_dir()), "argv": sys.argv,
+        "started": now(), "ended": None, "status": "running", "points": [],
+    }
+    results.write_manifest(run_dir, manifest)
+    trial_names = [m.name for m in exp.trial_metrics]
+    columns = results.trial_columns(list(exp.params), trial_names)
+    rows: list[dict] = []
+    samples: list[dict] = []
+    prog = Progress(len(grid), n, progress_stream)
+    try:
+        for i, params in enumerate(grid):
+            with Lab(exp.topology(params), sysctls=exp.sysctls(params)) as lab:
+                kernel = facts.read(lab.hosts()[0].ns)
+                predicted = exp.predict(params, kernel)
+                _check_prediction(exp, predicted)
+                ctx = TrialContext(raw=RawWriter(run_dir, i), point=i, params=params,
+                                   kernel=kernel, predicted=predicted, seed=seed)
+                trial = None
+                try:
+                    exp.prepare(lab, params, ctx)
+                    point_rows: list[dict] = []
+                    while len(point_rows) < n:
+                        trial = ctx.repeat = len(point_rows)
+                        batch = _rows_of(exp, exp.trial(lab, params, ctx))
+                        for row in batch:
+                            full = {"point": i, "repeat": len(point_rows), **params, **row,
+                                    **{f"predicted_{m}": predicted[m] for m in trial_names}}
+                            rows.append(full)
+                            point_rows.append(full)
+                        prog.update(i, params, len(point_rows), batch[-1])
+                    trial = None
+                    for m in exp.point_metrics:
+                        got = ctx.point_samples.get(m.name)
+                        if not got:
+                            raise LabError(f"per-point metric {m.name} was never measured "
+                                           "(ctx.measure_point)")
+                        samples += [{"point": i, "metric": m.name, "sample": k, "value": v,
+                                     "predicted": predicted[m.name]} for k, v in enumerate(got)]
+                except (KeyboardInterrupt, BadInput):
+                    raise
+                except Exception as e:
+                    raise TrialFailed(f"{_where(exp, i, params, trial)}: "
+                                      f"{type(e).__name__}: {e}") from e
+                manifest["points"].append({
+                    "point": i, "params": params, "predicted": predicted,
+                    "lab": lab.describe(), "build_s": round(lab.build_s, 4),
+                    "effective_sysctls": lab.effective_sysctls(), "kernel_facts": kernel,
+                })
+            results.write_trials(run_dir, columns, rows)
+            results.write_samples(run_dir, samples)
+            prog.point_done(analysis.points(exp, [r for r in rows if r["point"] == i],
+                                            [s for s in samples if s["point"] == i])[0])
+        manifest["status"] = "completed"
+    except KeyboardInterrupt:
+        manifest["status"] = "interrupted"
+        raise
+    except BaseException as e:
+        manifest["status"] = f"failed: {type(e).__name__}: {e}"
+        raise
+    finally:
+        manifest["ended"] = now()
+        manifest["tools"] = _tool_versions(exp)
+        results.write_trials(run_dir, columns, rows)
+        results.write_samples(run_dir, samples)
+        results.write_manifest(run_dir, manifest)
+        pts = analysis.points(exp, rows, samples)
+        (run_dir / "summary.md").write_text(summary_markdown(exp, manifest, pts))
+        if rows:
+            _plot_later_or_now(run_dir, exp)
+    return RunOutcome(run_dir, analysis.verdict(pts), pts)
+
+
+def _plot_later_or_now(run_dir: Path, exp: Experiment) -> None:
+    guest = settings.guest()
+    if guest:
+        # Inside UML importing matplotlib alone takes ~3.5 s: the host side draws
+        # the figure from these files when the guest exits.
+        with open(guest["outputs"], "a") as f:
+            f.write(f"plot {run_dir}\n")
+        return
+    from wirelab.report.plot import plot_run
+    plot_run(results.read_run(run_dir), exp)
+
+
+def _tool_versions(exp: Experiment) -> dict:
+    tools = getattr(exp.module, "TOOLS", ())
+    return {t: probe.tool_version(t) for t in tools} | {"python": sys.version.split()[0]}

@@ -1,0 +1,49 @@
+"""What a trial is handed: the point it belongs to, where raw output goes, the kernel
+facts its prediction read, and the state prepare() left for it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+
+class RawWriter:
+    """Writes captured tool output under ``raw/point<NNN>/`` of a run (appending)."""
+
+    def __init__(self, run_dir: Path, point: int):
+        self.dir = run_dir / "raw" / f"point{point:03d}"
+
+    def write_text(self, name: str, text: str) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / name
+        with open(path, "a") as f:
+            f.write(text)
+        return path
+
+    def path(self, name: str) -> Path:
+        """Where NAME goes (for a tool that writes a file itself)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.dir / name
+
+
+@dataclass
+class TrialContext:
+    """One grid point's context.  ``state`` is what prepare() returned (a
+    SimpleNamespace if it returned nothing); ``repeat`` the index of the next row;
+    ``measure_point()`` records per-point metrics (counted once, not per trial)."""
+    raw: RawWriter
+    point: int
+    params: dict
+    kernel: dict
+    predicted: dict
+    seed: int
+    repeat: int = 0
+    state: Any = field(default_factory=SimpleNamespace)
+    point_samples: dict[str, list[float]] = field(default_factory=dict)
+
+    def measure_point(self, **values: float | list[float]) -> None:
+        """Record per-point measurements: NAME=value or NAME=[values]."""
+        for name, value in values.items():
+            samples = value if isinstance(value, (list, tuple)) else [value]
+            self.point_samples.setdefault(name, []).extend(float(v) for v in samples)

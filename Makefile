@@ -5,7 +5,7 @@
 VENV := .venv
 PROVISION := bash scripts/provision.sh
 
-.PHONY: setup setup-test demo test bench clean docs lint
+.PHONY: setup setup-test demo test test-unit lint bench clean docs
 
 setup:
 	$(PROVISION)
@@ -20,8 +20,17 @@ demo: setup
 	$(VENV)/bin/wirelab run tcp_handshake
 	$(VENV)/bin/wirelab run url_journey --quick || [ $$? -eq 1 ]
 
-test: setup-test
+# Lint and types first (seconds), then every test: unit (no root), lab and platform.
+test: setup-test lint
 	$(VENV)/bin/python -m pytest -ra tests
+
+# The root-free lane: unit tests only, under a minute.
+test-unit: setup-test lint
+	$(VENV)/bin/python -m pytest -ra -m "not lab" tests
+
+lint: setup-test
+	$(VENV)/bin/ruff check wirelab experiments topologies controllers tests benchmarks
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(VENV)/bin/python benchmarks/setup_bench.py

@@ -130,8 +130,10 @@ def check_report(mode_name: str, report: ClientReport, resumed_expected: bool) -
     early = "accepted" if mode.early_data and resumed_expected else "not sent"
     problems = [p for bad, p in (
         (not report.verified, "the server certificate was not verified"),
-        (report.protocol != PROTOCOL_NAME[mode.version], f"protocol {report.protocol}"),
-        (report.reused is not resumed_expected, f"session reused: {report.reused}"),
+        (report.protocol != PROTOCOL_NAME[mode.version],
+         f"protocol {report.protocol}, expected {PROTOCOL_NAME[mode.version]}"),
+        (report.reused is not resumed_expected, f"session {'reused' if report.reused else 'new'}"
+         f", expected {'reused' if resumed_expected else 'new'}"),
         (mode.version == "1.3" and report.early_data != early,
          f"early data {report.early_data}, expected {early}")) if bad]
     if problems:

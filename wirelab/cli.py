@@ -194,6 +194,10 @@ def cmd_clean(args, argv) -> int:
     from wirelab.lab.ledger import clean
     report = clean()
     print("\n".join(report) if report else "wirelab: nothing to clean")
+    if report.left:
+        print(f"wirelab: {report.left} items could not be undone; they stay in their "
+              "ledgers", file=sys.stderr)
+        return EXIT_LAB
     return 0
 
 

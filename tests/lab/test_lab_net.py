@@ -46,8 +46,8 @@ def test_dumbbell_bridges_in_their_own_namespace(no_leftovers):
         assert "tbf" in kinds
         # Nothing of the lab in the root namespace.
         links = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout
-        assert not any(l["ifname"].startswith(("s1", "s2", "h1-", "h2-"))
-                       for l in json.loads(links))
+        assert not any(link["ifname"].startswith(("s1", "s2", "h1-", "h2-"))
+                       for link in json.loads(links))
 
 
 def test_exception_inside_the_lab_cleans_up(no_leftovers):

@@ -15,7 +15,6 @@ from wirelab.errors import BadInput
 from wirelab.kernel import backend
 from wirelab.run import runner
 
-
 # --- --set parsing ------------------------------------------------------------
 
 def test_parse_sets_values():

@@ -42,7 +42,8 @@ def test_the_numbers_the_claim_gives(exp):
 
 
 def test_handshake_overhead_is_the_texts_100_to_300_ms_only_at_50_to_100_ms(exp):
-    overhead = lambda r, tls: (1 + handshake_round_trips(tls)) * r
+    def overhead(r, tls):
+        return (1 + handshake_round_trips(tls)) * r
     assert overhead(50, "1.3") == 100 and overhead(100, "1.2") == 300
     assert {overhead(r, v) for r in (50, 100) for v in ("1.2", "1.3")} <= set(range(100, 301))
     assert overhead(1, "1.2") == 3 and overhead(200, "1.3") == 400

@@ -72,7 +72,7 @@ def test_spans_and_lossy_runs_are_reported_not_judged(exp, metric):
     m = exp.metric(metric)
     assert m.band is REPORTED and not m.judged
     with pytest.raises(TypeError, match="reported"):
-        m.tolerance
+        _ = m.tolerance
 
 
 def test_only_the_network_times_are_judged(exp):

@@ -12,14 +12,28 @@ import pytest
 
 from support import kernel_facts
 from wirelab.errors import LabError
-from wirelab.measure.packets import (TCP_ACK, TCP_PSH, TCP_SYN, Connection, PcapError, Segment,
-                                     connections, decode_frame, read_pcap, read_pcap_file)
-from wirelab.measure.tls_records import (APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE,
-                                         first_app_data, tls_records)
+from wirelab.measure.packets import (
+    TCP_ACK,
+    TCP_PSH,
+    TCP_SYN,
+    Connection,
+    PcapError,
+    Segment,
+    connections,
+    decode_frame,
+    read_pcap,
+    read_pcap_file,
+)
+from wirelab.measure.tls_records import (
+    APPLICATION_DATA,
+    CHANGE_CIPHER_SPEC,
+    HANDSHAKE,
+    first_app_data,
+    tls_records,
+)
 from wirelab.measure.tls_timing import IncompleteCapture, compute_time, measure, new_connection
 from wirelab.models.tls import handshake_round_trips
-from wirelab.peers.openssl import (ClientReport, parse_s_client, redact, s_client_argv,
-                                   s_server_argv)
+from wirelab.peers.openssl import ClientReport, parse_s_client, redact, s_client_argv, s_server_argv
 from wirelab.run import catalog
 from wirelab.spec import Tolerance
 
@@ -100,7 +114,7 @@ def pair(mode: str):
     h1 = connections(read_pcap_file(DATA / f"{mode}_h1.pcap"), 4433)
     h2 = connections(read_pcap_file(DATA / f"{mode}_h2.pcap"), 4433)
     assert [c.key for c in h1] == [c.key for c in h2]
-    return list(zip(h1, h2))
+    return list(zip(h1, h2, strict=True))
 
 
 @pytest.mark.parametrize("mode", ["tls12_full", "tls12_resumed", "tls13_full", "tls13_0rtt"])

@@ -201,7 +201,7 @@ def test_curls_own_figures_are_reported_not_judged(exp, metric):
     m = exp.metric(metric)
     assert m.band is REPORTED and not m.judged
     with pytest.raises(TypeError, match="reported"):
-        m.tolerance
+        _ = m.tolerance
 
 
 def test_dns_question_names_are_read_from_queries_and_replies():

@@ -6,8 +6,8 @@ import pytest
 
 from wirelab.errors import LabError
 from wirelab.measure.critical_path import critical_path
-from wirelab.measure.tap import Event, fetch_span
 from wirelab.measure.packets import Segment
+from wirelab.measure.tap import Event, fetch_span
 
 C, S = "10.0.1.2", "10.0.2.2"
 SYN, ACK, PSH, FIN = 0x02, 0x10, 0x08, 0x01

@@ -5,9 +5,21 @@ from __future__ import annotations
 import pytest
 
 from support import kernel_facts
-from wirelab.models.tcp import (TCP_INFINITE_SSTHRESH, TCP_INIT_CWND, Receiver, formula_rounds,
-                                grown_cwnd, mss_eff, mss_from_kernel, receiver_from_kernel,
-                                restart_cwnd, round_note, rounds, segments, simulate)
+from wirelab.models.tcp import (
+    TCP_INFINITE_SSTHRESH,
+    TCP_INIT_CWND,
+    Receiver,
+    formula_rounds,
+    grown_cwnd,
+    mss_eff,
+    mss_from_kernel,
+    receiver_from_kernel,
+    restart_cwnd,
+    round_note,
+    rounds,
+    segments,
+    simulate,
+)
 
 MIB = 1024 * 1024
 INF = TCP_INFINITE_SSTHRESH

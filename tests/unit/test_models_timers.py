@@ -4,8 +4,15 @@ from __future__ import annotations
 import pytest
 
 from support import kernel_facts
-from wirelab.models.timers import (TCP_TIMEOUT_INIT_MS, ato_min_ms, delack_max_ms, hz_of,
-                                   jiffy_ms, nominal_rto_ms, rto_min_ms)
+from wirelab.models.timers import (
+    TCP_TIMEOUT_INIT_MS,
+    ato_min_ms,
+    delack_max_ms,
+    hz_of,
+    jiffy_ms,
+    nominal_rto_ms,
+    rto_min_ms,
+)
 
 
 def test_hz_comes_from_the_kernel_facts_and_is_required():

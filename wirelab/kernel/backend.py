@@ -134,8 +134,11 @@ def run_in_uml(argv: list[str], timeout_s: float | None = None,
     ledger = Ledger(new_tag())
     item: dict = {}
 
-    def on_start(pid: int) -> None:
-        item.update(kind="uml", pid=pid, starttime=proc_starttime(pid))
+    def on_start(pid: int, ctl: str) -> None:
+        # UML runs in a session of its own (its pid is the session id): `wirelab clean`
+        # ends every process of that session started no earlier than it, and removes
+        # the control directory.
+        item.update(kind="uml", pid=pid, sid=pid, starttime=proc_starttime(pid), ctl=ctl)
         ledger.add(item)
     try:
         result = uml.run(guest_argv(argv), timeout_s=timeout_s, on_start=on_start,

@@ -100,8 +100,16 @@ else
     stty -F /dev/tty2 raw -echo 2>/dev/null
 fi
 echo started > $CTL/state
+# The host's Ctrl-C (or SIGTERM) arrives as a line on tty3, a pipe from the host: it is
+# passed on to the command's session as SIGINT, so the command tears its lab down and
+# records that it was interrupted before the guest halts.  (A blocking read: no polling.)
+# The command itself runs in the foreground: a background one would start with SIGINT
+# ignored (POSIX, for asynchronous lists without job control), and so would Python.
+( read -r _ < /dev/tty3 && kill -INT -"$(cat $CTL/pid)" ) 2>/dev/null &
+WATCH=$!
 $SETSID /bin/sh $CTL/cmd.sh < $IN > /dev/tty1 2> /dev/tty2
 echo $? > $CTL/rc
+kill $WATCH 2>/dev/null
 sync
 echo o > /proc/sysrq-trigger
 poweroff -f

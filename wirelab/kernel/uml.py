@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,7 @@ def command_script(argv: list[str], cwd: str, env: dict[str, str]) -> str:
         lines.append(f"export {key}={shlex.quote(env[key])}")
     protocol = {"outputs": f"{GUEST_CTL}/outputs", "stderr_tty": sys.stderr.isatty()}
     lines.append(f"export {settings.GUEST_ENV}={shlex.quote(json.dumps(protocol))}")
+    lines.append(f"echo $$ > {GUEST_CTL}/pid  # the session the host's Ctrl-C goes to")
     lines.append(f"cd {shlex.quote(cwd)} 2>/dev/null || cd /")
     lines.append("exec " + " ".join(shlex.quote(a) for a in argv))
     return "\n".join(lines) + "\n"
@@ -187,6 +189,25 @@ def _kill_group(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
     proc.wait()
 
 
+#: How long an interrupted guest command gets to tear its lab down before the guest is
+#: halted anyway.
+INTERRUPT_GRACE_S = 20.0
+
+
+def _interrupt(proc: subprocess.Popen, sig_w: int, signals: list[int]) -> None:
+    """Ctrl-C (or SIGTERM) on the host: pass SIGINT to the guest's command (guest-init
+    reads the line on tty3), let it tear its lab down and exit, then halt what is left.
+    A second signal halts the guest at once."""
+    try:
+        os.write(sig_w, b"INT\n")
+    except OSError:
+        pass
+    deadline = time.monotonic() + INTERRUPT_GRACE_S
+    while proc.poll() is None and len(signals) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _kill_group(proc)
+
+
 def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None,
         timeout_s: float | None = None, interactive: bool | None = None,
         on_start=None, stdout_fd: int | None = None,
@@ -195,8 +216,9 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
 
     Raises EnvironmentProblem when UML is missing or the guest never started
     the command.  A timeout or SIGINT/SIGTERM to us halts the guest and
-    re-raises (KeyboardInterrupt / TimedOut).  ON_START(pid) is called with
-    the UML process id (for the run's ledger).  READ_PATHS are host folders the
+    re-raises (KeyboardInterrupt / TimedOut).  ON_START(pid, control_dir) is called
+    with the UML process id, also its session and process group id, and the per-boot
+    control directory (for the run's ledger).  READ_PATHS are host folders the
     command reads (an experiment file's folder): mounted read-only in the guest when
     its root does not show them (under /tmp).
     """
@@ -227,9 +249,10 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
         Path(ctl, "rw_dirs").write_text("".join(f"{d}\n" for d in rw))
         Path(ctl, "ro_dirs").write_text("".join(f"{d}\n" for d in ro))
         in_spec = "fd:0" if interactive else "null"
+        sig_r, sig_w = os.pipe()      # the host's Ctrl-C, forwarded to the guest's tty3
         cmd = [str(conf.uml_binary), *kernel_cmdline(ctl, conf.uml_mem_mb),
                "con=null", "con0=null,fd:1",
-               f"con1={in_spec},fd:{out_fd}", f"con2=null,fd:{err_fd}"]
+               f"con1={in_spec},fd:{out_fd}", f"con2=null,fd:{err_fd}", f"con3=fd:{sig_r},null"]
         uml_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": "/dev/shm", "HOME": ctl}
         shim = xstate_shim()
         if shim is not None:
@@ -238,24 +261,39 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 cmd, stdin=0 if interactive else subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, env=uml_env, pass_fds=(out_fd, err_fd),
+                stderr=subprocess.STDOUT, env=uml_env, pass_fds=(out_fd, err_fd, sig_r),
                 start_new_session=True, preexec_fn=_pdeathsig, cwd="/")
+        os.close(sig_r)
         if on_start:
-            on_start(proc.pid)
+            on_start(proc.pid, ctl)
         state = Path(ctl, "state")
         boot_s = None
         deadline = None if timeout_s is None else t0 + timeout_s
+        # Signals only set a flag while the guest runs: an exception raised in the middle
+        # of Popen.poll() could leave its internal lock held, and the next wait() would
+        # hang for ever.
+        signals: list[int] = []
+        old = {s: signal.signal(s, lambda signum, frame: signals.append(signum))
+               for s in (signal.SIGINT, signal.SIGTERM)} \
+            if threading.current_thread() is threading.main_thread() else {}
         try:
-            while proc.poll() is None:
+            while proc.poll() is None and not signals:
                 if boot_s is None and state.exists():
                     boot_s = time.monotonic() - t0
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimedOut(f"the command in the UML guest did not finish within "
                                    f"{timeout_s:g} s; the guest was halted")
                 time.sleep(0.02)
+            if signals:
+                _interrupt(proc, sig_w, signals)
+                raise KeyboardInterrupt(f"signal {signals[0]}")
         except BaseException:
             _kill_group(proc)
             raise
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            os.close(sig_w)
         # UML has exited; make sure nothing of its process group is left.
         try:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -156,6 +157,49 @@ def stop_process(pid: int, starttime: int | None, grace_s: float = 2.0) -> bool:
     return True
 
 
+def session_members(sid: int, since: int | None) -> list[int]:
+    """PIDs of processes in session SID started no earlier than SINCE (clock ticks): a
+    UML guest's whole process tree (it runs in a session of its own), found by session
+    and start time, never by program name."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == sid and (since is None or int(fields[19]) >= since):
+            out.append(int(entry))
+    return out
+
+
+def _end_uml(item: dict) -> str:
+    """Kill every process of a dead run's UML guest and remove its control directory."""
+    sid = item.get("sid", item["pid"])
+    members = session_members(sid, item.get("starttime"))
+    for pid in members:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while session_members(sid, item.get("starttime")) and time.monotonic() < deadline:
+        for pid in members:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    left = session_members(sid, item.get("starttime"))
+    what = f"{len(members)} processes killed" if members else "processes already gone"
+    ctl = item.get("ctl")
+    if ctl and Path(ctl).name.startswith("wirelab-uml-") and Path(ctl).is_dir():
+        shutil.rmtree(ctl, ignore_errors=True)
+        what += f", {ctl} removed"
+    if left or (ctl and Path(ctl).exists()):
+        raise OSError(f"UML guest {item['pid']}: {len(left)} processes or its control "
+                      "directory survived")
+    return f"UML guest {item['pid']}: {what}"
+
+
 def undo_item(item: dict) -> str:
     """Undo one ledger item of a dead run; return what was done."""
     kind = item.get("kind")
@@ -163,11 +207,15 @@ def undo_item(item: dict) -> str:
         done = stop_process(item["pid"], item.get("starttime"))
         return f"process {item['pid']} ({item.get('argv0', '?')}): {'stopped' if done else 'already gone'}"
     if kind == "uml":
-        if proc_starttime(item["pid"]) == item.get("starttime"):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(item["pid"], signal.SIGKILL)
-            return f"UML guest {item['pid']}: killed"
-        return f"UML guest {item['pid']}: already gone"
+        return _end_uml(item)
+    if kind == "dir":
+        path = Path(item["path"])
+        if not path.name.startswith("wirelab-"):
+            return f"directory {path}: not a lab's, left alone"
+        if not path.exists():
+            return f"directory {path}: already gone"
+        shutil.rmtree(path)
+        return f"directory {path}: removed"
     if kind == "netns":
         name = item["name"]
         if not netns.exists(name):
@@ -181,10 +229,16 @@ def undo_item(item: dict) -> str:
     return f"unknown ledger item {item!r}: left alone"
 
 
-def clean(state_dir: Path | None = None) -> list[str]:
-    """Finish the cleanup of every dead run; skip live ones.  Returns a report."""
+class CleanReport(list):
+    """What ``clean`` did, a line per item; ``left`` counts what it could not undo."""
+    left = 0
+
+
+def clean(state_dir: Path | None = None) -> CleanReport:
+    """Finish the cleanup of every dead run; skip live ones.  Returns a report; an item
+    that cannot be undone stays in its ledger (and counts in ``report.left``)."""
     runs = (state_dir or settings.current().state_dir) / "runs"
-    report: list[str] = []
+    report = CleanReport()
     if not runs.is_dir():
         return report
     for path in sorted(runs.glob("*.json")):
@@ -202,10 +256,19 @@ def clean(state_dir: Path | None = None) -> list[str]:
             except (OSError, ValueError) as e:
                 report.append(f"{tag}: unreadable ledger ({e}), removed")
                 items = []
+            kept = []
             for item in reversed(items):
-                report.append(f"{tag}: {undo_item(item)}")
-            path.unlink()
-            lock_path.unlink(missing_ok=True)
+                try:
+                    report.append(f"{tag}: {undo_item(item)}")
+                except OSError as e:
+                    report.append(f"{tag}: FAILED: {e}")
+                    kept.append(item)
+            if kept:
+                report.left += len(kept)
+                path.write_text(json.dumps({"tag": tag, "items": kept[::-1]}))
+            else:
+                path.unlink()
+                lock_path.unlink(missing_ok=True)
         finally:
             os.close(fd)
     return report

@@ -106,7 +106,8 @@ class Lab:
         removed with the lab."""
         if self._workdir is None:
             d = Path(tempfile.mkdtemp(prefix=f"wirelab-{self.tag}-"))
-            self.undo.push(f"remove {d}", lambda: shutil.rmtree(d, ignore_errors=True))
+            self.undo.push(f"remove {d}", lambda: shutil.rmtree(d, ignore_errors=True),
+                           {"kind": "dir", "path": str(d)})
             self._workdir = d
         return self._workdir
 

@@ -55,7 +55,6 @@ X = "initcwnd_segs"
 INITRWND_SEGS = 64
 CC = "reno"
 PORT = 5001
-WARMUP_BYTES = 1000
 CLIENT_NET, SERVER_NET = "10.0.1.0/24", "10.0.2.0/24"
 SYSCTLS = {n: bulk.TRANSFER_SYSCTLS for n in ("h1", "h2")}
 
@@ -78,7 +77,7 @@ def note(entry: dict) -> str:
 
 
 def prepare(lab, params: dict, ctx) -> None:
-    n, st = params["initcwnd_segs"], ctx.state
+    n = params["initcwnd_segs"]
     server_route = lab["h2"].route_with_metrics(CLIENT_NET, "10.0.2.1", {"initcwnd": n})
     client_route = lab["h1"].route_with_metrics(SERVER_NET, "10.0.1.1",
                                                 {"initrwnd": INITRWND_SEGS})
@@ -86,22 +85,11 @@ def prepare(lab, params: dict, ctx) -> None:
         raise LabError(f"route metrics read back as {server_route}, {client_route}")
     ctx.raw.write_text("routes.txt", f"h2 {CLIENT_NET} via 10.0.2.1 {server_route}\n"
                                      f"h1 {SERVER_NET} via 10.0.1.1 {client_route}\n")
-    st.server = bulk.BulkServer(lab["h2"], PORT, CC)
-    lab.undo.push("stop the bulk server", st.server.close)
-    st.addr = lab["h2"].ip()
-    st.server.reserve(params["size_bytes"])    # not inside a timed transfer (page faults)
-    st.buf = bulk.recv_buffer()
-    # Untimed: resolves ARP on both hops (the router's reply crosses its delay).
-    warm = bulk.fetch(lab["h1"], st.addr, PORT, WARMUP_BYTES, st.buf)
-    ctx.raw.write_text("warmup.txt", f"warm-up transfer of {WARMUP_BYTES} B (not a trial): "
-                       f"{warm.transfer_ms:.3f} ms, cwnd at accept "
-                       f"{st.server.record().info_at_accept['snd_cwnd']}\n")
+    ctx.state.transfers = bulk.start(lab, "h1", "h2", PORT, CC, params["size_bytes"], ctx.raw)
 
 
 def trial(lab, params: dict, ctx) -> dict:
-    st = ctx.state
-    res = bulk.fetch(lab["h1"], st.addr, PORT, params["size_bytes"], st.buf)
-    rec = st.server.record()
+    res, rec = ctx.state.transfers.fetch(params["size_bytes"])
     ctx.raw.write_text("trials_tcpinfo.csv", bulk.tcpinfo_row(ctx.repeat, res, rec))
     info = rec.info_at_accept
     return {"transfer_ms": res.transfer_ms, "initial_cwnd_segs": float(info["snd_cwnd"]),

@@ -62,7 +62,6 @@ METRICS = [
 ]
 X = "size_bytes"
 PORT = 5001
-WARMUP_BYTES = 1000
 TRACE_BYTES = MIB
 
 
@@ -97,16 +96,8 @@ def note(entry: dict) -> str:
 
 
 def prepare(lab, params: dict, ctx) -> None:
-    st = ctx.state
-    st.server = bulk.BulkServer(lab["h2"], PORT, params["cc"])
-    lab.undo.push("stop the bulk server", st.server.close)
-    st.addr = lab["h2"].ip()
-    st.server.reserve(max(params["size_bytes"], TRACE_BYTES))  # not in a timed transfer
-    st.buf = bulk.recv_buffer()
-    # Untimed: resolves ARP on both hops (the router's reply crosses its delay).
-    warm = bulk.fetch(lab["h1"], st.addr, PORT, WARMUP_BYTES, st.buf)
-    ctx.raw.write_text("warmup.txt", f"warm-up transfer of {WARMUP_BYTES} B (not a trial): "
-                       f"{warm.transfer_ms:.3f} ms, cc={st.server.record().congestion}\n")
+    ctx.state.transfers = bulk.start(lab, "h1", "h2", PORT, params["cc"],
+                                     max(params["size_bytes"], TRACE_BYTES), ctx.raw)
     if params["size_bytes"] == TRACE_BYTES:
         _cwnd_trace(lab, params, ctx)
 
@@ -114,10 +105,9 @@ def prepare(lab, params: dict, ctx) -> None:
 def _cwnd_trace(lab, params: dict, ctx) -> None:
     """One untimed 1 MiB transfer with TCP_INFO sampled every r/4 on the server socket:
     raw cwnd.csv and cwnd.png."""
-    r, st = float(params["rtt_ms"]), ctx.state
-    st.server.sample_next(r / 4 / 1e3)
-    res = bulk.fetch(lab["h1"], st.addr, PORT, TRACE_BYTES, st.buf)
-    rec = st.server.record()
+    r, transfers = float(params["rtt_ms"]), ctx.state.transfers
+    transfers.server.sample_next(r / 4 / 1e3)
+    res, rec = transfers.fetch(TRACE_BYTES)
     ctx.raw.write_text("cwnd.csv", bulk.cwnd_csv(rec, res.t0_s))
     model = [rd.cwnd_segs for rd in schedule(params, ctx.kernel).rounds]
     plot_cwnd(ctx.raw.path("cwnd.png"), rec, res.t0_s, r, model,
@@ -126,9 +116,7 @@ def _cwnd_trace(lab, params: dict, ctx) -> None:
 
 
 def trial(lab, params: dict, ctx) -> dict:
-    st = ctx.state
-    res = bulk.fetch(lab["h1"], st.addr, PORT, params["size_bytes"], st.buf)
-    rec = st.server.record()
+    res, rec = ctx.state.transfers.fetch(params["size_bytes"])
     if rec.congestion != params["cc"]:
         raise bulk.TransferError(f"the accepted socket runs {rec.congestion}, not {params['cc']}")
     ctx.raw.write_text("trials_tcpinfo.csv", bulk.tcpinfo_row(ctx.repeat, res, rec))

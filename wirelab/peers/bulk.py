@@ -259,3 +259,39 @@ def tcpinfo_row(repeat: int, res: ClientResult, rec: ServerRecord) -> str:
            res.info.get("rcv_ssthresh", ""), res.info.get("rcv_space", ""))
     line = ",".join(str(v) for v in row) + "\n"
     return (",".join(TCPINFO_COLUMNS) + "\n" + line) if repeat == 0 else line
+
+
+WARMUP_BYTES = 1000
+
+
+@dataclass
+class Session:
+    """A BulkServer in one node, a client node, and a receive buffer: ready to time
+    transfers (``fetch``) after one untimed warm-up."""
+    server: BulkServer
+    client: object
+    addr: str
+    port: int
+    buf: bytearray
+
+    def fetch(self, size: int) -> tuple[ClientResult, ServerRecord]:
+        """One timed transfer of SIZE bytes: what the client saw, what the server saw."""
+        res = fetch(self.client, self.addr, self.port, size, self.buf)
+        return res, self.server.record()
+
+
+def start(lab, client: str, server: str, port: int, congestion: str | None,
+          reserve_bytes: int, raw) -> Session:
+    """A bulk server in SERVER (stopped with the lab) with its response buffer made now
+    (zero-filling megabytes inside a timed transfer costs page faults), and one untimed
+    warm-up transfer from CLIENT: it resolves ARP on both hops, whose replies cross the
+    delay.  The warm-up is recorded in RAW's warmup.txt."""
+    srv = BulkServer(lab[server], port, congestion)
+    lab.undo.push("stop the bulk server", srv.close)
+    srv.reserve(reserve_bytes)
+    session = Session(srv, lab[client], lab[server].ip(), port, recv_buffer())
+    res, rec = session.fetch(WARMUP_BYTES)
+    raw.write_text("warmup.txt", f"warm-up transfer of {WARMUP_BYTES} B (not a trial): "
+                                 f"{res.transfer_ms:.3f} ms, cc={rec.congestion}, cwnd at "
+                                 f"accept {rec.info_at_accept['snd_cwnd']}\n")
+    return session

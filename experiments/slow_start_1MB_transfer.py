@@ -55,8 +55,9 @@ PARAMS = [
 REPEATS = 9
 QUICK_REPEATS = 11
 METRICS = [
+    # Whole rounds: never fewer, at most a third of one more.
     Metric("transfer_ms", "time from the client's connect() call to its reading the last byte",
-           Tolerance(abs=0.0, rel=0.05, rtt_frac=0.5, symmetric=True)),   # ±(0.5 r + 5%)
+           Tolerance(abs=0.0, rel=0.0, rtt_frac=1 / 3)),
     Metric("snd_mss_bytes", "the server socket's send MSS (TCP_INFO tcpi_snd_mss)",
            Tolerance(abs=0.0, rel=0.0, symmetric=True), plot=False),
 ]
@@ -77,7 +78,7 @@ def schedule(params: dict, kernel: dict) -> tcp.Schedule:
     if rcv.rmem1 != params["rcv_rmem1_bytes"]:
         raise ValueError(f"the kernel facts show tcp_rmem[1]={rcv.rmem1} in the first host, "
                          f"not the client's {params['rcv_rmem1_bytes']}")
-    return tcp.simulate(params["size_bytes"], tcp.TCP_INIT_CWND, tcp.mss_from_kernel(kernel), rcv)
+    return tcp.simulate(params["size_bytes"], tcp.iw_of(kernel), tcp.mss_from_kernel(kernel), rcv)
 
 
 def predict(params: dict, kernel: dict) -> dict:
@@ -90,7 +91,7 @@ def predict(params: dict, kernel: dict) -> dict:
 def note(entry: dict) -> str:
     """The formula's k and whether the window model adds a round (rwnd-limited)."""
     p = entry["params"]
-    return tcp.round_note(int(p["size_bytes"]), tcp.TCP_INIT_CWND,
+    return tcp.round_note(int(p["size_bytes"]), tcp.TCP_INIT_CWND,  # the formula's IW
                       int(entry["predicted"]["snd_mss_bytes"]), float(p["rtt_ms"]),
                       entry["predicted"]["transfer_ms"], entry["measured"].get("transfer_ms"))
 

@@ -100,7 +100,8 @@ def kernel_facts(hz: int = 100, release: str = "6.1.0-test", **sysctls: str) -> 
     from wirelab.spec.experiment import TRIAL_SYSCTLS
     values = {**BASELINE, **TRIAL_SYSCTLS}
     values.update({f"net.ipv4.{k}": v for k, v in sysctls.items()})
-    return {"release": release, "hz": hz, "sysctls": values,
+    return {"release": release, "hz": hz, "sysctls": values, "mtu": 1500, "iw_segs": 10,
+            "rto_min_ms": 200.0,
             "global": {"net.core.rmem_max": "212992", "net.core.wmem_max": "212992",
                        "net.core.somaxconn": "4096"}}
 

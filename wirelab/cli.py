@@ -254,9 +254,9 @@ def cmd_show(args, argv) -> int:
     from wirelab.report.summary import summary_markdown
     run = read_run(args.run_dir)
     exp = _experiment_of(run)
-    pts = analysis.points(exp, run.rows, run.samples)
+    pts = analysis.of_run(exp, run)
     v = analysis.verdict(pts, run.manifest.get("status") == "completed")
-    code = {"match": EXIT_MATCH, "deviates": EXIT_DEVIATES}.get(v, EXIT_LAB)
+    code = {"match": EXIT_MATCH, "deviates": EXIT_DEVIATES}.get(v, EXIT_LAB)  # lab fault: 4
     if args.json:
         print(json.dumps({"run_dir": str(run.dir), "experiment": exp.id, "verdict": v,
                           "status": run.manifest.get("status"), "exit_code": code,
@@ -298,7 +298,7 @@ def cmd_run(args, argv) -> int:
         outcome = runner.run(exp, overrides, quick=args.quick, repeats=args.repeats,
                              seed=args.seed, backend="uml" if settings.inside_guest() else "host",
                              backend_reason=why)
-    code = EXIT_MATCH if outcome.verdict == "match" else EXIT_DEVIATES
+    code = {"match": EXIT_MATCH, "deviates": EXIT_DEVIATES}.get(outcome.verdict, EXIT_LAB)
     if args.json:
         print(json.dumps({"run_dir": str(outcome.run_dir), "verdict": outcome.verdict,
                           "exit_code": code, "experiment": exp.id,

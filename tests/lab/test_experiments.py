@@ -27,10 +27,6 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _within(measured: float, predicted: float, abs_ms: float = 1.0, rel: float = 0.05) -> bool:
-    return abs(measured - predicted) <= abs_ms + rel * predicted
-
-
 # --- per-claim checks: the numbers behind the verdict ------------------------------------
 
 def check_tcp_handshake_one_rtt(doc, run):
@@ -50,8 +46,8 @@ def check_tls_handshake_rtts(doc, run):
     for i, p in enumerate(doc["points"]):
         n, r = trips[p["params"]["mode"]], p["params"]["rtt_ms"]
         rtts, ms = p["measured"]["handshake_rtts"], p["measured"]["handshake_ms"]
-        assert round(rtts) == n and abs(rtts - n) <= 0.1 * max(n, 1), p
-        assert abs(ms - n * r) <= 0.1 * max(n, 1) * r, p
+        assert n <= rtts <= n + 0.1 * max(n, 1), p
+        assert n * r <= ms <= (n + 0.1 * max(n, 1)) * r, p
         raw = run.dir / "raw" / f"point{i:03d}"
         rows = _rows(raw / "trials_detail.csv")
         assert len(rows) == p["n"]
@@ -70,15 +66,16 @@ def check_tls_handshake_rtts(doc, run):
 
 def check_iw10_vs_iw1_initcwnd_sweep(doc, run):
     by_n = {p["params"]["initcwnd_segs"]: p for p in doc["points"]}
-    assert set(by_n) == {1, 10}
+    assert set(by_n) == {0, 1, 10}
     for i, (n, p) in enumerate(sorted(by_n.items())):
+        iw = n or run.manifest["points"][i]["kernel_facts"]["iw_segs"]
         r, size, m = p["params"]["rtt_ms"], p["params"]["size_bytes"], p["measured"]
-        assert m["initial_cwnd_segs"] == n and m["snd_mss_bytes"] == MSS
-        rounds = math.ceil(math.log2(size / (n * MSS) + 1))
-        assert abs(m["transfer_ms"] - (1 + rounds) * r) <= 0.3 * r + 5, p
+        assert m["initial_cwnd_segs"] == iw == (n or 10) and m["snd_mss_bytes"] == MSS
+        rounds = math.ceil(math.log2(size / (iw * MSS) + 1))
+        assert (1 + rounds) * r <= m["transfer_ms"] <= (1 + rounds + 1 / 3) * r, p
         raw = run.dir / "raw" / f"point{i:03d}"
-        assert f"'initcwnd': {n}" in (raw / "routes.txt").read_text()
-        assert all(row["cwnd_at_accept"] == str(n) and row["total_retrans"] == "0"
+        assert (f"'initcwnd': {n}" if n else "no initcwnd") in (raw / "routes.txt").read_text()
+        assert all(row["cwnd_at_accept"] == str(iw) and row["total_retrans"] == "0"
                    for row in _rows(raw / "trials_tcpinfo.csv"))
     # IW 10 delivers 14480 B three round trips sooner than IW 1 (1 vs 4 rounds).
     gain = by_n[1]["measured"]["transfer_ms"] - by_n[10]["measured"]["transfer_ms"]
@@ -89,7 +86,7 @@ def check_slow_start_1MB_transfer(doc, run):
     points = {p["params"]["size_bytes"]: p for p in doc["points"]}
     assert set(points) == {14480, 100_000, MIB}
     # The text's 1 MB: 8 RTTs (~400 ms at 50 ms), not ~300 ms.
-    assert 355 <= points[MIB]["measured"]["transfer_ms"] <= 445
+    assert 400 <= points[MIB]["measured"]["transfer_ms"] <= 400 + 50 / 3
     assert "rwnd-limited: +1 round expected" in points[100_000]["note"]
     assert "rwnd-limited" not in points[MIB]["note"] + points[14480]["note"]
     eff = run.manifest["points"][0]["effective_sysctls"]
@@ -118,7 +115,7 @@ def check_keepalive_connection_slow_start_after_idle(doc, run):
             assert abs(ratio - 1) <= 0.15, p
         assert m["model_miss_count"] == 0, p
         # A new connection costs the handshake plus slow start from IW: 8 r.
-        assert abs(m["new_conn_ms"] - 8 * r) <= 0.5 * r + 0.05 * 8 * r, p
+        assert 8 * r <= m["new_conn_ms"] <= (8 + 1 / 3) * r, p
     restarted = 0
     for point in run.manifest["points"]:
         on = point["params"]["slow_start_after_idle"]
@@ -165,8 +162,9 @@ def check_connection_pooling_latency(doc, run):
     for i, p in enumerate(doc["points"]):
         r, m = p["params"]["rtt_ms"], p["measured"]
         tls_rtts = {"1.2": 2, "1.3": 1}[p["params"]["tls"]]
-        assert _within(m["new_conn_ms"], (2 + tls_rtts) * r), p
-        assert _within(m["keepalive_ms"], r) and _within(m["pool4_ms"], r), p
+        for name, pred in (("new_conn_ms", (2 + tls_rtts) * r), ("keepalive_ms", r),
+                           ("pool4_ms", r)):
+            assert pred <= m[name] <= pred + 1.0 + 0.05 * pred, (name, p)
         assert m["new_conn_ms"] - m["keepalive_ms"] >= (1 + tls_rtts) * r * 0.95
         rows = _rows(run.dir / "raw" / f"point{i:03d}" / "server_cpu.csv")
         assert len(rows) == 20
@@ -183,6 +181,15 @@ def check_url_journey_rtt_budget(doc, run):
             assert pred[m] <= meas[m] <= pred[m] + 0.5 + 0.03 * pred[m], (p["params"], m)
             assert meas[f"curl_{m}"] >= pred[f"curl_{m}"] and meas[f"curl_{m}"] >= meas[m]
     by = {(p["params"]["dns"], p["params"]["tls"], p["params"]["rtt_ms"]): p for p in pts}
+    # Each phase grows by its round trips between r = 10 and r = 50, within the claim's
+    # band applied to the increment (one point high and the other low fails).
+    for dns in ("hosts", "warm"):
+        for tls in ("1.2", "1.3"):
+            lo, hi = by[(dns, tls, 10.0)], by[(dns, tls, 50.0)]
+            for m in ("namelookup_ms", "connect_ms", "appconnect_ms", "starttransfer_ms"):
+                want = hi["predicted"][m] - lo["predicted"][m]       # round trips x 40 ms
+                grew = hi["measured"][m] - lo["measured"][m]
+                assert abs(grew - want) <= 0.5 + 0.03 * want, (dns, tls, m, grew, want)
     # The text's 4-5 RTTs: first byte after 4 r (TLS 1.3) / 5 r (TLS 1.2) with a warm
     # resolver as far as the server; 3 / 4 with a hosts file.
     assert by[("warm", "1.3", 50.0)]["predicted"]["starttransfer_ms"] == 200.0
@@ -198,9 +205,8 @@ def check_http2_multiplexing_vs_http1(doc, run):
     (p,) = doc["points"]
     r, meas, pred = p["params"]["rtt_ms"], p["measured"], p["predicted"]
     for m in ("seq", "par6", "h2"):
-        assert abs(meas[f"{m}_ms"] - pred[f"{m}_ms"]) <= r, (m, meas, pred)
-        # The span holds the processing the network time leaves out.
-        assert meas[f"{m}_span_ms"] >= meas[f"{m}_ms"] and meas[f"{m}_loss_ms"] >= pred[f"{m}_ms"]
+        assert pred[f"{m}_ms"] <= meas[f"{m}_ms"] <= pred[f"{m}_ms"] + r / 3, (m, meas, pred)
+        assert meas[f"{m}_loss_ms"] >= pred[f"{m}_ms"]
     assert meas["h2_ms"] < meas["seq_ms"] and meas["par6_ms"] < meas["seq_ms"]
     assert "with 2% loss:" in p["note"]
     raw = (run.dir / "raw/point000/t00-h2.txt").read_text()
@@ -236,3 +242,24 @@ def test_quick_run_matches(name, tmp_path, no_leftovers):
     assert (run.dir / "plot.png").stat().st_size > 20_000
     CHECKS[name](doc, run)
     assert root_sysctls() == before
+
+
+def test_a_dropped_syn_is_reported_and_its_transfer_never_judged(tmp_path, no_leftovers):
+    """r1 drops exactly one SYN (the third timed transfer's) at r = 50 ms: the client
+    resends it a second later; that transfer is recorded with the retransmission named,
+    excluded from the statistics, and another batch makes up for it."""
+    res = wirelab("--results-dir", str(tmp_path), "run", "url_journey", "--quick", "--json",
+                  "--set", "rtt_ms=50", "--set", "dns=hosts", "--set", "tls=1.3",
+                  "--set", "drop_syn_index=3", timeout=1800)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    doc = json.loads(res.stdout)
+    (p,) = doc["points"]
+    assert len(p["excluded"]) == 1 and p["excluded"][0].startswith("resent: h1 resent SYN")
+    assert p["n"] >= 5 and doc["verdict"] == "match"
+    run = read_run(Path(doc["run_dir"]))
+    flagged = [r for r in run.rows if r["excluded"]]
+    assert len(flagged) == 1
+    # The resent SYN cost a second in the network, which no judged row carries.
+    assert flagged[0]["connect_ms"] >= 1000.0
+    assert all(r["connect_ms"] < 60.0 for r in run.rows if not r["excluded"])
+    assert "Excluded from the statistics" in (run.dir / "summary.md").read_text()

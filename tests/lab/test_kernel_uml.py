@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from support import ROOT, WIRELAB, uml_pids, wirelab
+from support import ROOT, WIRELAB, left_behind, snapshot, uml_pids, wirelab
 
 pytestmark = pytest.mark.lab
 
@@ -193,3 +193,23 @@ def test_guest_threads_keep_their_vector_registers(tmp_path, no_leftovers):
     res = wirelab("exec", "--kernel", "uml", "--", str(exe), cwd=tmp_path, timeout=180)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "corrupted 0" in res.stdout
+
+
+def test_sigkill_of_a_uml_run_then_clean_leaves_nothing(tmp_path):
+    """SIGKILL to the whole process group of a UML-backed run, 12 s in: no signal
+    handler runs, so the guest's own processes outlive the wrapper until `wirelab clean`
+    ends them by session and start time and removes the control directory."""
+    before = snapshot()
+    proc = subprocess.Popen([*WIRELAB, "--results-dir", str(tmp_path), "run", "tcp_handshake",
+                             "--set", "rtt_ms=200", "--repeats", "500"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(12)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    res = wirelab("clean", timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    left = left_behind(before)
+    assert not left, f"left behind after clean: {left}\n{res.stdout}"
+    assert not uml_pids() - before["uml"]

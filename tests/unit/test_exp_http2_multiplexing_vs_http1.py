@@ -55,28 +55,38 @@ def test_ordering_holds_for_any_rtt(exp):
         assert pred["h2_ms"] <= pred["par6_ms"] < pred["seq_ms"]
 
 
-def test_clean_band_is_plus_minus_one_rtt(exp):
+def test_clean_band_is_whole_rounds_at_most_a_third_late(exp):
+    """The old ±1 r passed 3 rounds for a 4-round prediction; now neither 3 nor 5 does."""
     tol = exp.metric("seq_ms").tolerance
-    assert tol.bounds(1100.0, params()) == (1050.0, 1150.0)
-    assert tol.check([1149.0], 1100.0, params())[0]
-    assert not tol.check([1151.0], 1100.0, params())[0]
-    assert not tol.check([1049.0], 1100.0, params())[0]
-    assert tol.bounds(1100.0, params(rtt=10.0)) == (1090.0, 1110.0)
+    assert tol.bounds(1100.0, params()) == pytest.approx((1100.0, 1100.0 + 50 / 3))
+    assert tol.check([1116.0], 1100.0, params())[0]
+    assert not tol.check([1117.0], 1100.0, params())[0]
+    assert not tol.check([1099.0], 1100.0, params())[0]
+    assert tol.impossible(1050.0, 1100.0, params())
+    assert not exp.metric("h2_ms").tolerance.check([250.0], 300.0, params())[0]   # 3 rounds
     for m in ("par6_ms", "h2_ms"):
         assert exp.metric(m).tolerance == tol
 
 
-@pytest.mark.parametrize("metric", ["seq_span_ms", "par6_span_ms", "h2_span_ms",
-                                    "seq_loss_ms", "par6_loss_ms", "h2_loss_ms"])
-def test_spans_and_lossy_runs_are_reported_not_judged(exp, metric):
+@pytest.mark.parametrize("metric", ["seq_span_ms", "par6_span_ms", "h2_span_ms"])
+def test_spans_have_a_ceiling_of_the_processing_budgets(exp, metric):
+    tol = exp.metric(metric).tolerance
+    lo, hi = tol.bounds(300.0, params())
+    assert lo == 300.0 and hi == pytest.approx(300.0 + sum(exp.BUDGET_MS.values()) + 50 / 3)
+
+
+@pytest.mark.parametrize("metric", ["seq_loss_ms", "par6_loss_ms", "h2_loss_ms"])
+def test_lossy_runs_are_shown_not_judged(exp, metric):
     m = exp.metric(metric)
     assert m.band is REPORTED and not m.judged
     with pytest.raises(TypeError, match="reported"):
         _ = m.tolerance
 
 
-def test_only_the_network_times_are_judged(exp):
-    assert {m.name for m in exp.metrics if m.judged} == {"seq_ms", "par6_ms", "h2_ms"}
+def test_the_claim_no_longer_says_what_the_lab_does_not_show(exp):
+    """2% loss made HTTP/2 faster than six connections here: the claim does not say
+    its one flow stalls every stream (the order is measured and shown)."""
+    assert "stalls" not in exp.CLAIM and "not judged" in exp.CLAIM
 
 
 def test_note_reports_the_loss_ordering(exp):
@@ -84,8 +94,8 @@ def test_note_reports_the_loss_ordering(exp):
                                               "h2_loss_ms": 600.0}}
     assert exp.check(entry) is None               # reported, never a verdict
     note = exp.note(entry)
-    assert "par6 400 < h2 600 < seq 1500" in note and "slower than 6 connections by 200" in note
-    assert exp.note({"params": params(), "measured": {"seq_loss_ms": 1500.0}}) == ""
+    assert note == "with 2% loss: par6 400 < h2 600 < seq 1500 ms"
+    assert exp.note({"params": params(), "measured": {}}) == ""
 
 
 def _rows(n, http, connects):
@@ -106,7 +116,7 @@ def _validate(exp, rows, mode):
 
 def test_modes_ask_curl_for_what_the_check_expects(exp):
     assert "--http2" in exp.MODES["h2"][1]
-    assert exp.MODES["seq"][1] == ["--http1.1"]
+    assert exp.MODES["seq"][1] == ("--http1.1",)
     par6 = exp.MODES["par6"][1]
     assert "--http1.1" in par6 and par6[par6.index("--parallel-max") + 1] == str(exp.PARALLEL_CONNS)
     assert exp.OBJECT_BYTES == 5120 and exp.N_OBJECTS == 20

@@ -47,8 +47,9 @@ def test_loads_by_alias_and_declares_everything(exp):
     assert catalog.load("keepalive_idle").id == ID
     assert catalog.load("slow_start_after_idle").id == ID
     assert exp.X == "idle_s"
-    # Every metric is judged (each has its band).
-    assert [m.name for m in exp.metrics if m.judged] == [m.name for m in exp.metrics]
+    # Every metric is judged but the mean of the reused responses, whose every round
+    # count model_miss_count judges exactly and whose slowdown check() judges.
+    assert [m.name for m in exp.metrics if not m.judged] == ["reuse_ms"]
     assert {m.name for m in exp.metrics} == set(exp.predict(
         {"idle_s": 1.0, "slow_start_after_idle": "1", "rtt_ms": 50}, KERNEL_100))
     assert [p["idle_s"] for p in exp.grid({}, quick=True)].count(5.0) == 0  # quick stays short
@@ -149,18 +150,23 @@ def test_note_gives_the_ratio(exp):
     assert exp.note(_entry(1.0, 1, 220.0, 51.0)) == "reuse/warm 4.31x"
 
 
-def test_rounds_band_is_half_an_rtt_plus_5_percent(exp):
-    tol = exp.metric("reuse_ms").tolerance
+def test_rounds_are_judged_to_a_third_of_a_round_never_fewer(exp):
+    """8 rounds for a new connection at r = 50: [400, 416.7]; 7 or 9 never pass, and
+    fewer than the model's rounds is a lab fault, not a deviation."""
+    tol = exp.metric("new_conn_ms").tolerance
+    assert exp.metric("warm_ms").tolerance == tol
     params = {"rtt_ms": 50.0}
-    lo, hi = tol.bounds(216.67, params)
-    assert (lo, hi) == pytest.approx((216.67 - 25 - 10.8335, 216.67 + 25 + 10.8335))
-    assert tol.check([200.0, 203.0, 205.0], 216.67, params)[0]      # all 4 rounds
-    assert not tol.check([150.0], 216.67, params)[0]                 # one halving short of 4
-    for name in ("new_conn_ms", "warm_ms"):
-        assert exp.metric(name).tolerance == tol
+    assert tol.bounds(400.0, params) == pytest.approx((400.0, 400.0 + 50 / 3))
+    assert tol.check([405.0], 400.0, params)[0]
+    assert not tol.check([450.0], 400.0, params)[0] and not tol.check([350.0], 400.0, params)[0]
+    assert tol.impossible(350.0, 400.0, params) and not tol.impossible(399.97, 400.0, params)
+
+
+@pytest.mark.parametrize("hz, ceiling", [(100, 270.0), (250, 264.0), (1000, 261.0)])
+def test_the_rto_may_be_one_tick_late_at_the_kernels_tick(exp, hz, ceiling):
     rto = exp.metric("rto_ms").tolerance
-    assert rto.check([260.0], 260.0)[0] and rto.check([270.0], 260.0)[0]
-    assert not rto.check([250.0], 260.0)[0] and not rto.check([280.0], 260.0)[0]
+    assert rto.bounds(260.0, {}, {"hz": hz}) == pytest.approx((260.0, ceiling))
+    assert not rto.check([ceiling + 0.5], 260.0, {}, {"hz": hz})[0]
     miss = exp.metric("model_miss_count").tolerance
     assert miss.check([0.0], 0.0)[0] and not miss.check([1.0], 0.0)[0]
 

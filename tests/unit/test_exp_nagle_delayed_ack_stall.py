@@ -154,10 +154,12 @@ def test_check_names_the_band_it_missed(exp):
     assert exp.check(_entry("cork", 50.0, 52.1)) == "latency - 1r = 2.10 ms, need <= 2"
 
 
-def test_latency_envelope_is_one_sided(exp):
-    tol = exp.metric("latency_ms").tolerance
-    assert tol.check([140.0], 140.0)[0] and tol.check([160.0], 140.0)[0]
-    assert not tol.check([139.9], 140.0)[0] and not tol.check([160.1], 140.0)[0]
+@pytest.mark.parametrize("hz, ceiling", [(100, 160.0), (250, 148.0), (1000, 142.0)])
+def test_latency_envelope_is_one_sided_two_ticks_of_the_kernel(exp, hz, ceiling):
+    tol, k = exp.metric("latency_ms").tolerance, {"hz": hz}
+    assert tol.check([140.0], 140.0, {}, k)[0] and tol.check([ceiling], 140.0, {}, k)[0]
+    assert not tol.check([139.9], 140.0, {}, k)[0] and not tol.check([ceiling + 0.1], 140.0, {}, k)[0]
+    assert tol.impossible(139.9, 140.0, {}, k)          # a stall shorter than the timer
     first = exp.metric("first_ms").tolerance
     assert first.check([101.0], 100.0)[0] and not first.check([140.0], 100.0)[0]
     jiffy = exp.metric("jiffy_ms").tolerance

@@ -89,12 +89,16 @@ def test_note_marks_rwnd_limited_points(exp):
         assert f"formula k={formula_rounds(size, 10, 1448)}" in note
 
 
-def test_tolerance_is_half_an_rtt_plus_5_percent_both_ways(exp):
+def test_rounds_are_judged_to_a_third_of_a_round_never_fewer(exp):
+    """1 MiB at r = 50: 8 rounds, [400, 416.7] ms.  Neither 7 nor 9 rounds passes (the
+    old ±(0.5 r + 5%) passed 1.05 rounds off at 10 MiB)."""
     tol = exp.metric("transfer_ms").tolerance
     p = params(MIB, 50)
-    assert tol.bounds(400.0, p) == pytest.approx((355.0, 445.0))
-    assert tol.check([444.9], 400.0, p)[0] and not tol.check([445.1], 400.0, p)[0]
-    assert tol.check([355.1], 400.0, p)[0] and not tol.check([354.9], 400.0, p)[0]
+    assert tol.bounds(400.0, p) == pytest.approx((400.0, 400.0 + 50 / 3))
+    assert tol.check([416.6], 400.0, p)[0] and not tol.check([416.7], 400.0, p)[0]
+    assert not tol.check([350.0], 400.0, p)[0] and not tol.check([450.0], 400.0, p)[0]
+    big = params(10 * MIB, 10)
+    assert not tol.check([1000 + 10.0], 1000.0, big)[0]       # one round late at 10 MiB
     assert exp.metric("snd_mss_bytes").tolerance.bounds(1448.0) == (1448.0, 1448.0)
     assert all(m.judged for m in exp.metrics)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import struct
-from types import SimpleNamespace
 
 import pytest
 
@@ -14,11 +13,12 @@ from support import kernel_facts
 from wirelab.errors import LabError
 from wirelab.lab.node import Node
 from wirelab.measure import curl as curlw
+from wirelab.measure.phases import PHASES
 from wirelab.measure.tap import run_tapped
 from wirelab.models.tls import PROTOCOL_NAME
 from wirelab.peers import dns as resolver
 from wirelab.run import catalog
-from wirelab.spec import REPORTED
+from wirelab.spec.context import EXCLUDED
 
 KERNEL = kernel_facts(release="6.1.176")
 
@@ -55,7 +55,8 @@ def test_cold_cache_adds_the_resolvers_own_exchange(exp):
     warm = exp.predict(point(dns="warm"), KERNEL)
     cold = exp.predict(point(dns="cold", auth=35.0), KERNEL)
     for m in exp.metrics:
-        assert cold[m.name] - warm[m.name] == pytest.approx(35.0)
+        if m.name != "curl_overhead_ms":
+            assert cold[m.name] - warm[m.name] == pytest.approx(35.0)
 
 
 def test_think_time_adds_to_curls_first_byte_only(exp):
@@ -68,10 +69,11 @@ def test_think_time_adds_to_curls_first_byte_only(exp):
     assert b["starttransfer_ms"] == a["starttransfer_ms"]
     assert b["total_ms"] == b["starttransfer_ms"]          # a 1 KB page: no extra round
     assert b["curl_total_ms"] == b["curl_starttransfer_ms"]
-    network = [m.name for m in exp.metrics if m.judged]
+    network = [m.name for m in exp.metrics if m.name in PHASES]
     assert len(network) == 5
     for m in network:
         assert a[f"curl_{m}"] == a[m]
+    assert a["curl_overhead_ms"] == 0.0
 
 
 def test_times_are_cumulative_and_ordered_for_the_whole_grid(exp):
@@ -144,22 +146,46 @@ class _Certs:
     ca = "/lab/ca.pem"
 
 
-@pytest.mark.parametrize("dns, tls", [("pinned", "1.2"), ("warm", "1.3")])
-def test_curl_command_line(exp, dns, tls):
-    names = ["a.lab.test", "b.lab.test"]
-    params = point(dns=dns, tls=tls)
-    total_ms = exp.predict(params, KERNEL)["total_ms"]
-    st = SimpleNamespace(certs=_Certs(), path="/page.html")
-    argv = exp.module._curl_argv(params, st, names, total_ms)
+@pytest.mark.parametrize("pinned, tls", [(True, "1.2"), (False, "1.3")])
+def test_curl_command_line(pinned, tls):
+    urls = ["https://a.lab.test/page.html", "https://b.lab.test/page.html"]
+    argv = curlw.fetch_argv(urls, tls, "/lab/ca.pem", 171,
+                            {"a.lab.test": "10.0.2.2"} if pinned else None)
     assert all(isinstance(a, str) for a in argv) and argv[0] == "curl"
-    assert ("--resolve" in argv) == (dns == "pinned")
-    assert argv.count("--output") == 2 and argv[-1] == "https://b.lab.test/page.html"
+    assert ("--resolve" in argv) == pinned
+    if pinned:
+        assert argv[argv.index("--resolve") + 1] == "a.lab.test:443:10.0.2.2"
+    assert argv.count("--output") == 2 and argv[-1] == urls[-1]
     assert ("--tls-max" in argv) == (tls == "1.2")
-    rate = argv[argv.index("--rate") + 1]
-    spacing_ms = 60_000 / int(rate.split("/")[0])
-    assert spacing_ms >= total_ms + exp.module.GAP_MS
+    assert argv[argv.index("--rate") + 1] == "171/m"
     assert argv[argv.index("--cacert") + 1] == "/lab/ca.pem" and "--http1.1" in argv
     assert argv[argv.index("--write-out") + 1] == curlw.write_out_format()
+
+
+def _wire(network=50.0, compute=2.0, resent=()):
+    """One transfer as wire_phases gives it: every phase NETWORK ms in the network,
+    COMPUTE ms at the client."""
+    return {"name": "n.lab.test", "retransmissions": list(resent),
+            **{m: network for m in PHASES},
+            "compute": {m: {"h1": compute} for m in PHASES}}
+
+
+def test_a_row_says_what_curl_reports_beyond_the_packets(exp):
+    row = exp.module._row(_wire(), {m: 53.5 for m in PHASES}, exp.BUDGET_MS)
+    assert row["curl_overhead_ms"] == pytest.approx(1.5)
+    assert EXCLUDED not in row and row["starttransfer_ms"] == 50.0
+
+
+def test_a_transfer_with_a_resent_packet_is_excluded(exp):
+    row = exp.module._row(_wire(resent=["h1 resent SYN to 10.0.2.2:443 at 1.0"]),
+                          {m: 1053.5 for m in PHASES}, exp.BUDGET_MS)
+    assert row[EXCLUDED].startswith("resent: h1 resent SYN")
+
+
+def test_processing_over_its_budget_is_a_lab_fault(exp):
+    with pytest.raises(LabError, match="h1 processed for 25.0 ms on the path, over its "
+                                       "budget of 20 ms"):
+        exp.module._row(_wire(compute=25.0), {m: 80.0 for m in PHASES}, exp.BUDGET_MS)
 
 
 def _validate(exp, rows, params, names):
@@ -197,11 +223,18 @@ def test_note_counts_rtts(exp):
 @pytest.mark.parametrize("metric", ["curl_namelookup_ms", "curl_connect_ms",
                                     "curl_appconnect_ms", "curl_starttransfer_ms",
                                     "curl_total_ms"])
-def test_curls_own_figures_are_reported_not_judged(exp, metric):
-    m = exp.metric(metric)
-    assert m.band is REPORTED and not m.judged
-    with pytest.raises(TypeError, match="reported"):
-        _ = m.tolerance
+def test_curls_own_figures_have_a_floor_and_a_ceiling(exp, metric):
+    """curl's figures may never beat the model; above it by at most every end's
+    processing budget and curl's own overhead (3% for the timer's rounding)."""
+    tol = exp.metric(metric).tolerance
+    lo, hi = tol.bounds(200.0, {"rtt_ms": 50.0})
+    assert lo == 200.0
+    assert hi == pytest.approx(200.0 + sum(exp.BUDGET_MS.values()) + exp.CURL_OVERHEAD_MS + 6.0)
+
+
+def test_curls_overhead_is_judged_against_a_few_ms(exp):
+    tol = exp.metric("curl_overhead_ms").tolerance
+    assert tol.bounds(0.0) == (-0.5, exp.CURL_OVERHEAD_MS)
 
 
 def test_dns_question_names_are_read_from_queries_and_replies():

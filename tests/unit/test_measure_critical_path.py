@@ -1,23 +1,33 @@
-"""wirelab.measure.tap without root: the critical-path walk and a batch's span on
-synthetic timelines whose answers are known by construction."""
+"""wirelab.measure.critical_path and tap without root: the walk and a batch's span on
+synthetic timelines whose answers are known by construction (among them the ones built
+to fool it), and on real captures."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from wirelab.errors import LabError
 from wirelab.measure.critical_path import critical_path
-from wirelab.measure.packets import Segment
+from wirelab.measure.packets import Segment, connections, read_pcap_file
 from wirelab.measure.tap import Event, fetch_span
+from wirelab.measure.tls_records import first_app_data, tls_records
 
 C, S = "10.0.1.2", "10.0.2.2"
 SYN, ACK, PSH, FIN = 0x02, 0x10, 0x08, 0x01
 OWNER = {C: "client", S: "server"}
 
 
-def seg(src, dst, seq, ack, flags, n=0, sport=None, dport=None):
+def seg(src, dst, seq, ack, flags, n=0, sport=None, dport=None, window=1000):
+    """A segment as Linux sends it on a lab link: SYNs offer MSS 1460, window scale 7
+    and timestamps; later segments a window of WINDOW << 7 bytes."""
     sport = sport if sport is not None else (40000 if src == C else 443)
     dport = dport if dport is not None else (443 if src == C else 40000)
-    return Segment(0.0, src, sport, dst, dport, seq, ack, flags, b"x" * n)
+    if flags & SYN:
+        return Segment(0.0, src, sport, dst, dport, seq, ack, flags, b"x" * n, 6, 64240,
+                       1460, 7, True)
+    return Segment(0.0, src, sport, dst, dport, seq, ack, flags, b"x" * n, 6, window, 0, -1,
+                   True)
 
 
 def both(ts_send, ts_recv, s):
@@ -151,3 +161,141 @@ def test_fetch_span_runs_from_the_first_syn_to_the_last_byte_before_closing():
         fetch_span(events, 443, 3001)
     with pytest.raises(LabError, match="no SYN"):
         fetch_span([old_fin], 443, 1)
+
+
+# --- timelines built to fool the walk: it must never find less network time than there
+# was, and must name every retransmission ---------------------------------------------
+
+def handshake(d: float, t0: float = 0.0):
+    """SYN, SYN-ACK, ACK with one-way delay D from T0; the client is C:40000."""
+    c_syn, s_syn = both(t0, t0 + d, seg(C, S, 100, 0, SYN))
+    s_sa, c_sa = both(t0 + d, t0 + 2 * d, seg(S, C, 900, 101, SYN | ACK))
+    c_ack, s_ack = both(t0 + 2 * d, t0 + 3 * d, seg(C, S, 101, 901, ACK))
+    return [c_syn, c_sa, c_ack], [s_syn, s_sa, s_ack]
+
+
+def taps_of(client, server):
+    return {"client": sorted(client, key=lambda e: e.ts),
+            "server": sorted(server, key=lambda e: e.ts)}
+
+
+def test_a_slow_start_round_sent_2_ms_after_its_ack_keeps_its_round_trip():
+    """Round 1 (10 full segments) leaves, the client ACKs it, round 2 leaves 2.1 ms
+    after the ACK arrives.  In flight before that ACK: 10 segments, so the window may
+    well have held round 2 back: the round trip is network time, 2.1 ms processing."""
+    d = 0.025
+    client, server = handshake(d)
+    t = 3 * d                                    # the server sends when the ACK is in
+    for k in range(10):
+        s_out, c_in = both(t + 1e-5 * k, t + d + 1e-5 * k, seg(S, C, 901 + 1448 * k, 101, ACK, 1448))
+        server.append(s_out)
+        client.append(c_in)
+    c_ack, s_ack = both(t + d + 1e-4, t + 2 * d + 1e-4, seg(C, S, 101, 901 + 14480, ACK))
+    r2_out, r2_in = both(s_ack.ts + 0.0021, s_ack.ts + 0.0021 + d,
+                         seg(S, C, 901 + 14480, 101, ACK, 1448))
+    taps = taps_of(client + [c_ack, r2_in], server + [s_ack, r2_out])
+    path = critical_path(taps, OWNER, t, "client", r2_in)
+    # Round 1's last segment out, the ACK back (0.01 ms after it), round 2 out; the
+    # server's 0.09 ms spent sending round 1 and its 2.1 ms before round 2 are its own.
+    assert path.network_ms == pytest.approx(3 * d * 1e3 + 0.01)
+    assert path.compute_ms == pytest.approx({"server": 2.19})
+    assert path.retransmissions == []
+
+
+def test_a_nagle_held_write_waits_out_the_delayed_ack_as_network_time():
+    """write(100); write(100) with Nagle: the second 100 B leave when the server's
+    delayed ACK (40 ms) of the first arrives; then the reply.  4 one-way delays and the
+    40 ms timer are network time, whatever the write sizes."""
+    d = 0.025
+    client, server = handshake(d)
+    t = 3 * d
+    a_out, a_in = both(t, t + d, seg(C, S, 101, 901, ACK | PSH, 100))
+    ack_out, ack_in = both(t + d + 0.040, t + 2 * d + 0.040, seg(S, C, 901, 201, ACK))
+    b_out, b_in = both(ack_in.ts + 1e-5, ack_in.ts + 1e-5 + d, seg(C, S, 201, 901, ACK | PSH, 100))
+    r_out, r_in = both(b_in.ts + 1e-4, b_in.ts + 1e-4 + d, seg(S, C, 901, 301, ACK | PSH, 100))
+    taps = taps_of(client + [a_out, ack_in, b_out, r_in], server + [a_in, ack_out, b_in, r_out])
+    path = critical_path(taps, OWNER, t, "client", r_in)
+    assert path.network_ms >= (4 * d + 0.040) * 1e3 - 1e-6
+    assert path.total_compute_ms == pytest.approx(0.11, abs=0.001)
+
+
+def test_a_lost_syn_resent_after_a_second_is_network_time_and_named():
+    d = 0.025
+    lost = Event(0.0, True, seg(C, S, 100, 0, SYN))            # never arrives
+    client, server = handshake(d, t0=1.0)
+    req_out, req_in = both(1.0 + 2 * d, 1.0 + 3 * d, seg(C, S, 101, 901, ACK | PSH, 200))
+    resp_out, resp_in = both(req_in.ts, req_in.ts + d, seg(S, C, 901, 301, ACK | PSH, 1000))
+    taps = taps_of([lost, *client, req_out, resp_in], [*server, req_in, resp_out])
+    path = critical_path(taps, OWNER, 0.0, "client", resp_in)
+    assert path.network_ms >= (1.0 + 4 * d) * 1e3 - 1e-6      # the second and 2 RTTs
+    assert len(path.retransmissions) == 1 and "client resent SYN" in path.retransmissions[0]
+
+
+def test_a_lost_request_resent_after_an_rto_is_network_time_and_named():
+    d = 0.025
+    client, server = handshake(d)
+    lost = Event(2 * d, True, seg(C, S, 101, 901, ACK | PSH, 200))        # dropped
+    again_out, again_in = both(2 * d + 0.250, 3 * d + 0.250, seg(C, S, 101, 901, ACK | PSH, 200))
+    resp_out, resp_in = both(again_in.ts, again_in.ts + d, seg(S, C, 901, 301, ACK | PSH, 1000))
+    taps = taps_of([*client, lost, again_out, resp_in], [*server, again_in, resp_out])
+    path = critical_path(taps, OWNER, 0.0, "client", resp_in)
+    assert path.network_ms >= (4 * d + 0.250) * 1e3 - 1e-6
+    assert path.retransmissions == [f"client resent 200 B to {S}:443 at {again_out.ts:.6f}"]
+
+
+def test_a_resent_dns_query_is_named():
+    query = Segment(0.0, C, 5000, "10.0.3.2", 53, 0, 0, 0, b"q" * 30, 17)
+    answer = Segment(0.0, "10.0.3.2", 53, C, 5000, 0, 0, 0, b"a" * 40, 17)
+    first, again = Event(0.0, True, query), Event(5.0, True, query)
+    reply = Event(5.010, False, answer)
+    path = critical_path({"client": [first, again, reply]}, OWNER, 0.0, "client", reply)
+    assert path.network_ms == pytest.approx(5010.0)
+    assert path.retransmissions == [f"client resent datagram to 10.0.3.2:53 at {5.0:.6f}"]
+
+
+# --- a real capture ---------------------------------------------------------------
+
+DATA = Path(__file__).parent / "data" / "tls_handshake_rtts"
+
+
+def _events(pcap: Path, me: str) -> list[Event]:
+    return [Event(s.ts, s.src == me, s) for s in read_pcap_file(pcap)]
+
+
+@pytest.mark.parametrize("mode, trips", [("tls12_full", 2), ("tls13_full", 1)])
+def test_real_captures_of_a_tls_handshake_at_50_ms(mode, trips):
+    """Two captures of one TLS connection at r = 50 ms (h1 10.0.1.2, h2 10.0.2.2, taken
+    by the tls_handshake_rtts experiment in UML): from the SYN to the first application
+    byte at the server is (1 + TLS round trips) RTTs of network time, the rest the
+    ends' processing, and nothing was resent."""
+    client, server = _events(DATA / f"{mode}_h1.pcap", C), _events(DATA / f"{mode}_h2.pcap", S)
+    conn = connections([e.seg for e in server], 4433)[-1]
+    app = first_app_data(tls_records(conn.stream(True)), 200)
+    end = next(e for e in server if not e.out and e.seg.payload and e.ts == app.ts)
+    start = next(e.ts for e in client if e.out and e.seg.syn and e.seg.sport == conn.client[1])
+    path = critical_path({"client": client, "server": server}, OWNER, start, "server", end)
+    assert path.retransmissions == []
+    # One-way delay 25 ms: SYN, SYN-ACK, each TLS round trip, then the data's way; the
+    # routers' own forwarding in UML adds a fraction of a millisecond per packet.
+    floor = (1.5 + trips) * 50
+    assert floor <= path.network_ms <= floor + 0.3 * path.hops
+    assert path.network_ms + path.total_compute_ms == pytest.approx(path.span_ms)
+
+
+def test_capture_clocks_near_1e9_seconds_change_nothing():
+    """Taps stamp packets with the wall clock (~1.8e9 s), where a nanosecond is below a
+    float's resolution: the walk must order events by their place, not by adding to
+    their times.  The same Nagle timeline, shifted, gives the same split."""
+    d, t = 0.025, 0.075
+    client, server = handshake(d)
+    a_out, a_in = both(t, t + d, seg(C, S, 101, 901, ACK | PSH, 100))
+    ack_out, ack_in = both(t + d + 0.040, t + 2 * d + 0.040, seg(S, C, 901, 201, ACK))
+    b_out, b_in = both(ack_in.ts + 1e-5, ack_in.ts + 1e-5 + d, seg(C, S, 201, 901, ACK | PSH, 100))
+    r_out, r_in = both(b_in.ts + 1e-4, b_in.ts + 1e-4 + d, seg(S, C, 901, 301, ACK | PSH, 100))
+    base = taps_of(client + [a_out, ack_in, b_out, r_in], server + [a_in, ack_out, b_in, r_out])
+    shift = 1_795_687_937.0
+    moved = {n: [Event(e.ts + shift, e.out, e.seg) for e in ev] for n, ev in base.items()}
+    one = critical_path(base, OWNER, t, "client", base["client"][-1])
+    two = critical_path(moved, OWNER, t + shift, "client", moved["client"][-1])
+    assert two.network_ms == pytest.approx(one.network_ms, abs=1e-3)
+    assert two.network_ms >= (4 * d + 0.040) * 1e3 - 1e-3

@@ -6,13 +6,17 @@ manifest; nothing a model needs is assumed where the kernel can say it.
 """
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
+import socket
+import struct
 import time
 from functools import lru_cache
 
 from wirelab.lab import netns
 from wirelab.lab.sysctl import read_global, sysctl_path
+from wirelab.measure import tcpinfo
 
 #: Read in a lab namespace and recorded, whatever the experiment sets.
 RECORDED_SYSCTLS = (
@@ -32,22 +36,64 @@ GLOBAL_SYSCTLS = ("net.core.rmem_max", "net.core.wmem_max", "net.core.somaxconn"
 TIMER_LIST = "/proc/timer_list"
 
 
+SIOCGIFMTU = 0x8921
+
+
 def read(ns: str) -> dict:
-    """The facts a prediction reads, with the sysctls as seen inside namespace NS."""
+    """The facts a prediction reads, with the sysctls as seen inside namespace NS, the
+    MTU of its first interface, and what a loopback connection there shows of TCP's
+    constants: the initial congestion window and the minimum RTO."""
     sysctls = {}
     with netns.entered(ns):
         for name in RECORDED_SYSCTLS:
             path = sysctl_path(name)
             if path.exists():
                 sysctls[name] = path.read_text().strip()
+        mtu = _first_mtu()
+        probe = _loopback_tcp()
     glob = {}
     for name in GLOBAL_SYSCTLS:
         try:
             glob[name] = read_global(name)
         except OSError:
             continue
-    return {"release": os.uname().release, "hz": tick()["hz"], "sysctls": sysctls,
-            "global": glob}
+    hz = tick()["hz"]
+    out = {"release": os.uname().release, "hz": hz, "sysctls": sysctls, "global": glob,
+           "mtu": mtu, "iw_segs": probe["iw_segs"]}
+    if hz:
+        # icsk_rto = ceil((srtt + rto_min) / tick) ticks with 0 < srtt << tick on loopback:
+        # the minimum RTO is the RTO less one tick.
+        out["rto_min_ms"] = probe["rto_ms"] - 1000.0 / hz
+    return out
+
+
+def _first_mtu() -> int | None:
+    """The MTU of this namespace's first interface that is not loopback."""
+    names = [n for _, n in socket.if_nameindex() if n != "lo"]
+    if not names:
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16si12x", names[0].encode()[:15], 0)
+        return struct.unpack("16si12x", fcntl.ioctl(s, SIOCGIFMTU, req))[1]
+
+
+def _loopback_tcp() -> dict:
+    """One loopback connection in the calling thread's namespace: the accepted socket's
+    cwnd before it sends (the initial window; the loopback route sets no initcwnd) and
+    the client's RTO after one round trip (the minimum RTO plus at most one tick)."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        with socket.create_connection(srv.getsockname(), timeout=5) as cli:
+            conn, _ = srv.accept()
+            with conn:
+                iw = tcpinfo.read(conn)["snd_cwnd"]
+                cli.sendall(b"x")
+                conn.recv(1)
+                conn.sendall(b"y")
+                cli.recv(1)
+                rto_ms = tcpinfo.read(cli)["rto"] / 1000.0
+    return {"iw_segs": iw, "rto_ms": rto_ms}
 
 
 # --- the tick -------------------------------------------------------------------

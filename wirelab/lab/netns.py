@@ -129,6 +129,12 @@ def throwaway() -> Iterator[None]:
         os.close(home)
 
 
+def preexec_fresh() -> None:
+    """A ``preexec_fn`` that puts a child process in a new, empty network namespace
+    of its own (gone when it exits): for probes that must not touch a real one."""
+    _check(_libc.unshare(CLONE_NEWNET), "unshare")
+
+
 def preexec_enter(name: str):
     """A ``preexec_fn`` that moves a child process into NAME before exec:
     one process start instead of ``ip netns exec``'s two."""

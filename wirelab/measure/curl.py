@@ -94,3 +94,20 @@ def check_batch(rows: list[dict], count: int, size_bytes: int, http_version: str
     if len(rows) != count or bad or conns != connections:
         raise LabError(f"curl ({label}): {len(rows)} transfers, {len(bad)} not a whole "
                        f"HTTP/{http_version} object, {conns} connections (want {connections})")
+
+
+def fetch_argv(urls: list[str], tls: str, ca: str, per_minute: int | None = None,
+               resolve: dict[str, str] | None = None, http: str = "--http1.1",
+               extra: tuple[str, ...] = ()) -> list[str]:
+    """One curl process fetching every URL in turn (each on a new connection when the
+    host names differ), TLS pinned to one version, verifying against CA, at most
+    PER_MINUTE transfers a minute, writing the -w fields of write_out_format()."""
+    argv = ["curl", "--silent", "--show-error", http, "--cacert", ca, *TLS_FLAGS[tls],
+            *extra, "--write-out", write_out_format()]
+    if per_minute:
+        argv += ["--rate", f"{per_minute}/m"]
+    for host, address in (resolve or {}).items():
+        argv += ["--resolve", f"{host}:443:{address}"]
+    for url in urls:
+        argv += ["--output", "/dev/null", url]
+    return argv

@@ -55,6 +55,10 @@ class Segment:
     flags: int
     payload: bytes
     proto: int = 6           # IPPROTO_TCP; UDP datagrams (17) have seq = ack = flags = 0
+    window: int = 0          # the TCP window field as sent (unscaled)
+    mss_opt: int = 0         # the MSS option (SYNs), 0 if absent
+    wscale: int = -1         # the window-scale option (SYNs), -1 if absent
+    ts_opt: bool = False     # the timestamp option is present
 
     @property
     def syn(self) -> bool:
@@ -125,12 +129,38 @@ def _decode_ipv4(pkt: bytes, ts: float) -> Segment | None:
                        dport, 0, 0, 0, bytes(tcp[8:]), IPPROTO_UDP)
     if len(tcp) < 20:
         return None
-    sport, dport, seq, ack, off_flags = struct.unpack_from("!HHIIH", tcp, 0)
+    sport, dport, seq, ack, off_flags, window = struct.unpack_from("!HHIIHH", tcp, 0)
     doff = (off_flags >> 12) * 4
     if doff < 20 or doff > len(tcp):
         return None
+    mss, wscale, ts_opt = _options(tcp[20:doff])
     return Segment(ts, socket.inet_ntoa(pkt[12:16]), sport, socket.inet_ntoa(pkt[16:20]), dport,
-                   seq, ack, off_flags & 0x3F, bytes(tcp[doff:]))
+                   seq, ack, off_flags & 0x3F, bytes(tcp[doff:]), IPPROTO_TCP, window, mss,
+                   wscale, ts_opt)
+
+
+def _options(opts: bytes) -> tuple[int, int, bool]:
+    """(MSS, window scale, timestamps present) from a TCP header's options (RFC 9293,
+    7323); 0, -1, False where absent.  A malformed option ends the parse."""
+    mss, wscale, ts, i = 0, -1, False, 0
+    while i < len(opts):
+        kind = opts[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(opts) or opts[i + 1] < 2 or i + opts[i + 1] > len(opts):
+            break
+        length = opts[i + 1]
+        if kind == 2 and length == 4:
+            mss = struct.unpack_from("!H", opts, i + 2)[0]
+        elif kind == 3 and length == 3:
+            wscale = opts[i + 2]
+        elif kind == 8 and length == 10:
+            ts = True
+        i += length
+    return mss, wscale, ts
 
 
 @dataclass

@@ -10,7 +10,7 @@ time in the network and each end's processing (wirelab.measure.critical_path).
 from __future__ import annotations
 
 from wirelab.errors import LabError
-from wirelab.measure.critical_path import critical_path
+from wirelab.measure import critical_path as cp
 from wirelab.measure.dns_messages import question
 from wirelab.measure.packets import connections
 from wirelab.measure.tap import Event
@@ -28,12 +28,36 @@ def _dns(e: Event) -> tuple[str, bool] | None:
     return question(s.payload)
 
 
+def resent(events: dict[str, list[Event]], keep) -> list[str]:
+    """Every packet any tap shows resent that KEEP(segment) selects."""
+    out = []
+    for node, ev in events.items():
+        for i in sorted(cp.originals(ev)):
+            if keep(ev[i].seg):
+                out.append(cp.describe(ev[i], node))
+    return out
+
+
+def _of_transfer(conn, name: str):
+    """A predicate: is a segment part of the transfer to NAME on CONN (its TCP
+    connection, either way, or a DNS query for the name)?"""
+    key = (6, *conn.client, *conn.server)
+
+    def keep(s) -> bool:
+        return (s.proto, s.src, s.sport, s.dst, s.dport) == key or \
+            (s.proto, s.dst, s.dport, s.src, s.sport) == key or \
+            (s.proto == 17 and question(s.payload) == (name.lower(), False))
+    return keep
+
+
 def wire_phases(events: dict[str, list[Event]], owner: dict[str, str], names: list[str],
-                with_dns: bool, page_bytes: int, port: int = 443,
-                client: str = "h1") -> list[dict]:
+                with_dns: bool, page_bytes: int, port: int = 443, client: str = "h1",
+                nodelay: frozenset[str] = frozenset(),
+                iw_segs: int = cp.DEFAULT_IW_SEGS) -> list[dict]:
     """Per transfer to each of NAMES (in order): {"name", phase: network ms, ...,
-    "compute": {phase: {node: ms}}}.  WITH_DNS: each transfer starts with a lookup
-    through the resolver (else none may leave the client)."""
+    "compute": {phase: {node: ms}}, "retransmissions": [...]}.  WITH_DNS: each transfer
+    starts with a lookup through the resolver (else none may leave the client).
+    NODELAY: the nodes whose programs set TCP_NODELAY (see critical_path)."""
     h1 = events[client]
     conns = connections([e.seg for e in h1], port)
     if len(conns) != len(names):
@@ -67,13 +91,16 @@ def wire_phases(events: dict[str, list[Event]], owner: dict[str, str], names: li
         ends = {"namelookup_ms": replies[-1] if replies else None, "connect_ms": synack,
                 "appconnect_ms": handshake[-1], "starttransfer_ms": arrival(resp.ts),
                 "total_ms": arrival(server.time_of(resp.offset + 5 + resp.length - 1))}
-        w: dict = {"name": name, "compute": {}}
+        w: dict = {"name": name, "compute": {},
+                   "retransmissions": resent(events, _of_transfer(conn, name))}
         for m, end in ends.items():
             if end is None:
                 w[m], w["compute"][m] = 0.0, {}
                 continue
-            path = critical_path(events, owner, start, client, end)
+            path = cp.critical_path(events, owner, start, client, end, iw_segs, nodelay)
             w[m], w["compute"][m] = path.network_ms, path.compute_ms
+            w["retransmissions"] += [r for r in path.retransmissions
+                                     if r not in w["retransmissions"]]
         out.append(w)
     return out
 

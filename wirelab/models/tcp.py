@@ -58,6 +58,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from wirelab.models import releases
+
 U16_MAX = 65535
 TCP_MAX_WSCALE = 14
 #: TCP_INIT_CWND (include/net/tcp.h): rcvq_space starts at min(.., 10 * advmss)
@@ -324,10 +326,23 @@ def mss_from_kernel(kernel: dict) -> int:
     return mss_eff(kernel.get("mtu", LINK_MTU_BYTES), timestamps(kernel))
 
 
+def iw_of(kernel: dict) -> int:
+    """The initial congestion window the kernel gives a new connection (segments), as
+    a loopback connection in the lab showed it (wirelab.kernel.facts)."""
+    try:
+        return int(kernel["iw_segs"])
+    except KeyError:
+        raise KeyError("kernel facts lack iw_segs (read from a loopback connection)") from None
+
+
 def receiver_from_kernel(kernel: dict, initrwnd_segs: int = 0) -> Receiver:
     """The client's receive side from the kernel facts read in the lab (the first host,
     h1, is the client): tcp_rmem, tcp_adv_win_scale, tcp_app_win, window scaling,
-    and the kernel-wide net.core.rmem_max."""
+    and the kernel-wide net.core.rmem_max.  The window rules are 6.1's: from 6.6 on the
+    window comes from a measured scaling_ratio instead of tcp_adv_win_scale, a rule
+    this model does not have, so it refuses those kernels."""
+    releases.require(kernel, "the receive-window model (tcp_adv_win_scale)", before=(6, 6),
+                     why="6.6 sizes the window from scaling_ratio, which is not modelled")
     rmem = sysctl_ints(kernel, "net.ipv4.tcp_rmem")
     try:
         rmem_max = int(kernel["global"]["net.core.rmem_max"])

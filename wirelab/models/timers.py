@@ -40,9 +40,16 @@ def rto_min_ms(hz: int) -> float:
     return (hz // 5) * 1000.0 / hz
 
 
-def nominal_rto_ms(rtt_ms: float, hz: int) -> float:
+def rto_min_of(kernel: dict) -> float:
+    """The minimum RTO the kernel facts measured (a loopback connection's RTO less a
+    tick), else TCP_RTO_MIN = HZ/5 from the kernel's tick."""
+    return float(kernel.get("rto_min_ms") or rto_min_ms(hz_of(kernel)))
+
+
+def nominal_rto_ms(rtt_ms: float, hz: int, rto_min: float | None = None) -> float:
     """The RTO on a steady path: usecs_to_jiffies(srtt + rttvar) with rttvar held at
-    TCP_RTO_MIN (tcp_rtt_estimator) and srtt just above r (processing on the ACK
-    path): the first whole jiffy above r + 200 ms."""
+    the minimum RTO (tcp_rtt_estimator) and srtt just above r (processing on the ACK
+    path): the first whole jiffy above r + RTO_MIN (200 ms unless given)."""
     j = jiffy_ms(hz)
-    return j * (math.floor((rtt_ms + rto_min_ms(hz)) / j + 1e-9) + 1)
+    floor = rto_min_ms(hz) if rto_min is None else rto_min
+    return j * (math.floor((rtt_ms + floor) / j + 1e-9) + 1)

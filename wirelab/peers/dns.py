@@ -130,3 +130,12 @@ def cache_stats(node, server: str) -> dict[str, int]:
             raise DnsError(f"{server} publishes no {key}.bind counter (rcode {reply['rcode']})")
         out[key] = int(txt[0])
     return out
+
+
+def prime(node, server: str, names: list[str], address: str) -> None:
+    """Ask SERVER for each of NAMES (A and AAAA, as glibc does) so that it has them
+    cached, checking the A answer is ADDRESS."""
+    for name in names:
+        if resolve_a(node, server, name) != [address]:
+            raise DnsError(f"the lab resolver does not resolve {name} to {address}")
+        query(node, server, name, "AAAA")

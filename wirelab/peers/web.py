@@ -154,3 +154,21 @@ class ThinkingBackend(Listener):
             conn.sendall(self.response)
         except OSError:
             pass  # nginx gave up on this one; serve the next
+
+
+def serve_page(lab, node: str, certs: Certs, page_bytes: int, think_ms: float = 0.0,
+               backend_port: int = 8081) -> str:
+    """nginx in NODE serving one page of PAGE_BYTES over HTTPS, as a static file, or with
+    THINK_MS > 0 from a backend behind nginx that thinks that long first (the server's
+    think time).  Every response names its TLS version in an X-TLS header, so a
+    client's own report proves it.  Returns the page's path."""
+    root = lab.workdir / "www"
+    root.mkdir(exist_ok=True)
+    (root / "page.html").write_bytes(b"x" * page_bytes)
+    if think_ms > 0:
+        backend = ThinkingBackend(lab[node], backend_port, think_ms / 1e3, page_bytes)
+        lab.undo.push("stop the thinking backend", backend.close)
+    start_nginx(lab, node, certs, root, extra=(
+        "add_header X-TLS $ssl_protocol always;\n"
+        f"        location = /think {{ proxy_pass http://127.0.0.1:{backend_port}; }}"))
+    return "/think" if think_ms > 0 else "/page.html"

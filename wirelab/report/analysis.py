@@ -6,6 +6,7 @@ Pure functions of what a run wrote (manifest, trials.csv, point_samples.csv), so
 from __future__ import annotations
 
 from wirelab.spec.bands import quantile, summary_stat
+from wirelab.spec.context import EXCLUDED
 from wirelab.spec.experiment import Experiment
 
 
@@ -19,21 +20,26 @@ def _values(exp: Experiment, metric: str, prow: list[dict], psamples: list[dict]
     return vals, (prow[0].get(f"predicted_{metric}") if prow else None)
 
 
-def points(exp: Experiment, rows: list[dict], samples: list[dict] | None = None) -> list[dict]:
+def points(exp: Experiment, rows: list[dict], samples: list[dict] | None = None,
+           kernels: dict[int, dict] | None = None) -> list[dict]:
     """One dict per grid point: params, n per metric, statistic, p10/p90,
-    prediction, bounds (judged metrics), whether it passes, and notes."""
+    prediction, bounds (judged metrics), whether it passes, lab faults, and notes.
+    KERNELS: {point: kernel facts} (bands counted in jiffies need the point's HZ)."""
     samples = samples or []
     by_point: dict[int, list[dict]] = {}
     for row in rows:
         by_point.setdefault(int(row["point"]), []).append(row)
     out = []
     for idx in sorted(by_point):
-        prow = by_point[idx]
+        every = by_point[idx]
+        prow = [r for r in every if not r.get(EXCLUDED)]
         psamples = [s for s in samples if int(s["point"]) == idx]
-        entry: dict = {"point": idx, "params": {p: prow[0][p] for p in exp.params},
+        entry: dict = {"point": idx, "params": {p: every[0][p] for p in exp.params},
                        "n": len(prow), "n_by_metric": {}, "measured": {}, "predicted": {},
                        "p10": {}, "p90": {}, "bounds": {}, "reported": [], "ok": True,
-                       "failures": []}
+                       "failures": [], "lab_faults": [],
+                       "excluded": [r[EXCLUDED] for r in every if r.get(EXCLUDED)]}
+        kernel = (kernels or {}).get(idx)
         for m in exp.metrics:
             values, predicted = _values(exp, m.name, prow, psamples)
             if not values or predicted is None:
@@ -49,9 +55,13 @@ def points(exp: Experiment, rows: list[dict], samples: list[dict] | None = None)
                 entry["measured"][m.name] = summary_stat(values, "median")
                 entry["reported"].append(m.name)
                 continue
-            ok, stat = m.tolerance.check(values, predicted, entry["params"])
+            ok, stat = m.tolerance.check(values, predicted, entry["params"], kernel)
             entry["measured"][m.name] = stat
-            entry["bounds"][m.name] = m.tolerance.bounds(predicted, entry["params"])
+            entry["bounds"][m.name] = m.tolerance.bounds(predicted, entry["params"], kernel)
+            if m.tolerance.impossible(stat, predicted, entry["params"], kernel):
+                entry["lab_faults"].append(
+                    f"{m.name} {stat:.3f} is below the physical floor "
+                    f"{entry['bounds'][m.name][0]:.3f}: the lab or the instrument is broken")
             if not ok:
                 lo, hi = entry["bounds"][m.name]
                 entry["failures"].append(f"{m.name} {stat:.3f} outside [{lo:.3f}, {hi:.3f}]")
@@ -73,9 +83,17 @@ def fmt(value) -> str:
 
 
 def verdict(pts: list[dict], complete: bool = True) -> str:
+    """match, deviates, lab fault (a value no working lab can produce) or incomplete."""
     if not pts or not complete:
         return "incomplete"
+    if any(p.get("lab_faults") for p in pts):
+        return "lab fault"
     return "match" if all(p["ok"] for p in pts) else "deviates"
+
+
+def kernels_of(manifest: dict) -> dict[int, dict]:
+    """{point: the kernel facts its prediction read}, from a run's manifest."""
+    return {p["point"]: p.get("kernel_facts", {}) for p in manifest.get("points", [])}
 
 
 def worst_excess(pts: list[dict], metrics: list[str]) -> tuple | None:
@@ -91,6 +109,11 @@ def worst_excess(pts: list[dict], metrics: list[str]) -> tuple | None:
 
 def json_points(pts: list[dict]) -> list[dict]:
     keys = ("params", "measured", "predicted", "p10", "p90", "n", "n_by_metric", "ok",
-            "reported", "failures")
+            "reported", "failures", "excluded", "lab_faults")
     return [{k: p[k] for k in keys} | ({"note": p["note"]} if p.get("note") else {})
             for p in pts]
+
+
+def of_run(exp: Experiment, run) -> list[dict]:
+    """The points of a run read back from its files."""
+    return points(exp, run.rows, run.samples, kernels_of(run.manifest))

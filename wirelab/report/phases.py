@@ -22,7 +22,7 @@ def phases_per_rtt(run, exp, out: Path | None = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [p for p in analysis.points(exp, run.rows) if float(p["params"]["rtt_ms"]) > 0]
+    pts = [p for p in analysis.of_run(exp, run) if float(p["params"]["rtt_ms"]) > 0]
     panels = sorted({(p["params"]["dns"], p["params"]["tls"]) for p in pts})
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 4.6),
                              sharey=True, squeeze=False)
@@ -49,7 +49,7 @@ def phases_per_rtt(run, exp, out: Path | None = None) -> Path:
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("time / RTT  (filled: network; hollow: curl -w; lines: model)")
     axes[0][0].legend(fontsize=6, loc="upper right")
-    verdict = analysis.verdict(analysis.points(exp, run.rows),
+    verdict = analysis.verdict(analysis.of_run(exp, run),
                                run.manifest.get("status") == "completed")
     fig.suptitle(f"[{exp.id}] cumulative phases in RTTs, network (judged) and curl -w; "
                  f"verdict {verdict.upper()}",

@@ -25,7 +25,7 @@ def plot_run(run: Run, exp: Experiment, out: Path | None = None) -> Path:
     custom = getattr(exp.module, "plot", None)
     if custom is not None:  # an experiment whose picture is not "metric vs x"
         return custom(run, exp, out or run.dir / "plot.png")
-    pts = analysis.points(exp, run.rows, run.samples)
+    pts = analysis.of_run(exp, run)
     x = exp.X
     others = [n for n in exp.params if n != x]
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True,

@@ -51,6 +51,18 @@ def summary_markdown(exp: Experiment, manifest: dict, pts: list[dict]) -> str:
         cells += [str(p["n"]), "yes" if p["ok"] else "**NO**: " + "; ".join(p["failures"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    faults = [p for p in pts if p.get("lab_faults")]
+    if faults:
+        lines.append("**Lab faults** (values no working lab produces; exit status 4):")
+        lines += [f"- point {p['point']}: {'; '.join(p['lab_faults'])}" for p in faults]
+        lines.append("")
+    excluded = [p for p in pts if p.get("excluded")]
+    if excluded:
+        lines.append("Excluded from the statistics (recorded in trials.csv, never judged):")
+        for p in excluded:
+            lines.append(f"- point {p['point']}: {len(p['excluded'])} trial(s): "
+                         + "; ".join(sorted(set(p["excluded"]))))
+        lines.append("")
     notes = [(p, p["note"]) for p in pts if p.get("note")]
     if notes:
         lines.append("Notes:")

@@ -35,11 +35,11 @@ class Progress:
     def point_done(self, entry: dict) -> None:
         if self.tty:
             self.stream.write("\n")
-        ok = "ok" if entry["ok"] else "DEVIATES"
+        ok = "LAB FAULT" if entry.get("lab_faults") else "ok" if entry["ok"] else "DEVIATES"
         meas = ", ".join(f"{m} {v:.3f} (predicted {entry['predicted'][m]:.3f})"
                          + (" reported" if m in entry["reported"] else "")
                          for m, v in entry["measured"].items())
         self.stream.write(f"      {ok}: {meas}\n")
-        if entry["failures"]:
-            self.stream.write(f"      why: {'; '.join(entry['failures'])}\n")
+        if entry["failures"] or entry.get("lab_faults"):
+            self.stream.write(f"      why: {'; '.join(entry.get('lab_faults', []) + entry['failures'])}\n")
         self.stream.flush()

@@ -22,7 +22,7 @@ from wirelab.lab.net import Lab
 from wirelab.report import analysis, results
 from wirelab.report.summary import summary_markdown
 from wirelab.run.progress import Progress
-from wirelab.spec.context import RawWriter, TrialContext
+from wirelab.spec.context import EXCLUDED, RawWriter, TrialContext
 from wirelab.spec.experiment import Experiment
 
 
@@ -47,15 +47,21 @@ def _where(exp: Experiment, i: int, params: dict, trial: int | None) -> str:
                                                ", prepare")
 
 
+#: A point collects at most this many times REPEATS rows in all, counting the ones it
+#: excluded (a retransmission in every trial is a broken lab, not bad luck).
+MAX_ROWS_FACTOR = 3
+
+
 def _rows_of(exp: Experiment, out) -> list[dict]:
-    """A trial's result as rows: one dict, or a list of them."""
+    """A trial's result as rows: one dict, or a list of them.  A row may carry
+    ``excluded`` (why it is recorded but not judged, e.g. a retransmission)."""
     rows = [out] if isinstance(out, dict) else list(out or [])
     if not rows:
         raise LabError("the trial returned no row")
     want = {m.name for m in exp.trial_metrics}
     for row in rows:
-        if set(row) != want:
-            missing, extra = want - set(row), set(row) - want
+        if set(row) - {EXCLUDED} != want:
+            missing, extra = want - set(row), set(row) - want - {EXCLUDED}
             raise LabError("the trial's row does not match METRICS"
                            + (f"; missing {', '.join(sorted(missing))}" if missing else "")
                            + (f"; unknown {', '.join(sorted(extra))}" if extra else ""))
@@ -101,7 +107,7 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
     }
     results.write_manifest(run_dir, manifest)
     trial_names = [m.name for m in exp.trial_metrics]
-    columns = results.trial_columns(list(exp.params), trial_names)
+    columns = results.trial_columns(list(exp.params), trial_names) + [EXCLUDED]
     rows: list[dict] = []
     samples: list[dict] = []
     prog = Progress(len(grid), n, progress_stream)
@@ -117,15 +123,19 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
                 try:
                     exp.prepare(lab, params, ctx)
                     point_rows: list[dict] = []
-                    while len(point_rows) < n:
+                    used = 0
+                    while used < n and len(point_rows) < MAX_ROWS_FACTOR * n:
                         trial = ctx.repeat = len(point_rows)
                         batch = _rows_of(exp, exp.trial(lab, params, ctx))
                         for row in batch:
-                            full = {"point": i, "repeat": len(point_rows), **params, **row,
+                            full = {"point": i, "repeat": len(point_rows), **params,
+                                    EXCLUDED: "", **row,
                                     **{f"predicted_{m}": predicted[m] for m in trial_names}}
                             rows.append(full)
                             point_rows.append(full)
-                        prog.update(i, params, len(point_rows), batch[-1])
+                            used += not full[EXCLUDED]
+                        prog.update(i, params, used, {k: v for k, v in batch[-1].items()
+                                                      if k != EXCLUDED})
                     trial = None
                     for m in exp.point_metrics:
                         got = ctx.point_samples.get(m.name)
@@ -147,7 +157,8 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
             results.write_trials(run_dir, columns, rows)
             results.write_samples(run_dir, samples)
             prog.point_done(analysis.points(exp, [r for r in rows if r["point"] == i],
-                                            [s for s in samples if s["point"] == i])[0])
+                                            [s for s in samples if s["point"] == i],
+                                            {i: kernel})[0])
         manifest["status"] = "completed"
     except KeyboardInterrupt:
         manifest["status"] = "interrupted"
@@ -161,7 +172,7 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
         results.write_trials(run_dir, columns, rows)
         results.write_samples(run_dir, samples)
         results.write_manifest(run_dir, manifest)
-        pts = analysis.points(exp, rows, samples)
+        pts = analysis.points(exp, rows, samples, analysis.kernels_of(manifest))
         (run_dir / "summary.md").write_text(summary_markdown(exp, manifest, pts))
         if rows:
             _plot_later_or_now(run_dir, exp)

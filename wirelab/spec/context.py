@@ -7,6 +7,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+#: A trial row may say why it is recorded but not judged (a retransmission, say): the
+#: runner runs more trials to make up for it and the summary counts it.
+EXCLUDED = "excluded"
+
 
 class RawWriter:
     """Writes captured tool output under ``raw/point<NNN>/`` of a run (appending)."""

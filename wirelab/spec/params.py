@@ -75,7 +75,7 @@ def _parse_number(raw: str, typ: type) -> float | int:
 #: Units a name may end in, and how a student reads them.
 UNITS = {"ms": "ms", "s": "s", "us": "µs", "bytes": "bytes", "kb": "kB", "segs": "segments",
          "rtts": "RTTs", "pct": "%", "mbps": "Mbit/s", "pkts": "packets", "count": "count",
-         "ratio": "ratio", "x": "×"}
+         "ratio": "ratio", "x": "×", "index": "index"}
 
 
 def unit_of(name: str) -> str:

@@ -136,6 +136,20 @@ def fetch_span(events: list[Event], server_port: int, min_bytes: int) -> dict:
             "start": first, "last": data[-1]}
 
 
+def exchange_span(events: list[Event], server_port: int) -> tuple[Event, Event]:
+    """A client's request and reply on a connection to SERVER_PORT as its own
+    interface saw them: its first payload sent to the port and the last payload that
+    came back.  LabError unless both are there."""
+    sent = [e for e in events if e.out and e.seg.proto == 6 and e.seg.dport == server_port
+            and e.seg.payload]
+    back = [e for e in events if not e.out and e.seg.proto == 6
+            and e.seg.sport == server_port and e.seg.payload]
+    if not sent or not back or back[-1].ts < sent[0].ts:
+        raise LabError(f"the capture has no request to port {server_port} followed by a reply "
+                       f"({len(sent)} sent, {len(back)} received)")
+    return sent[0], back[-1]
+
+
 def timeline(events: list[Event], t0: float | None = None) -> str:
     """One line per packet, for raw/: ms since T0, direction, addresses,
     TCP flags and payload length."""
@@ -152,15 +166,20 @@ def timeline(events: list[Event], t0: float | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_tapped(node, argv: list[str], taps: dict[str, Tap], *, timeout_s: float = 120,
-               binds=None):
-    """Run ARGV in NODE with TAPS drained just before (whatever came earlier is
-    dropped) and just after: (the completed process, {tap name: events}).  The exit
-    status is the caller's to judge."""
+def tapped(taps: dict[str, Tap], action):
+    """Call ACTION() with TAPS drained just before (whatever came earlier is dropped)
+    and just after: (what it returned, {tap name: events})."""
     for tap in taps.values():
         tap.drain()
-    res = node.run(argv, timeout_s=timeout_s, check=False, binds=binds)
-    return res, {name: tap.drain() for name, tap in taps.items()}
+    got = action()
+    return got, {name: tap.drain() for name, tap in taps.items()}
+
+
+def run_tapped(node, argv: list[str], taps: dict[str, Tap], *, timeout_s: float = 120,
+               binds=None):
+    """Run ARGV in NODE between two drains of TAPS (see :func:`tapped`): (the completed
+    process, {tap name: events}).  The exit status is the caller's to judge."""
+    return tapped(taps, lambda: node.run(argv, timeout_s=timeout_s, check=False, binds=binds))
 
 
 def timelines(events: dict[str, list[Event]]) -> str:

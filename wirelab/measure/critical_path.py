@@ -8,8 +8,8 @@ every other gap is time in the network.  What it guarantees:
 * **No round trip is moved into processing.**  The gap before a node's data packet is
   its processing only back to the latest thing that could have let the packet go: a
   packet that arrived with data (a request, a reply, a DNS answer), the node's own
-  previous packet, or an ACK on the packet's connection that acknowledged something
-  new or widened the window.  Such an ACK is passed over only when it provably did not
+  previous packet, or any ACK on the packet's connection (a duplicate ACK too: its
+  SACK blocks may let a sender in loss recovery send new data).  Such an ACK is passed over only when it provably did not
   hold the packet back: nothing was retransmitted on that connection so far (so the
   congestion window is still at least the initial window), the bytes outstanding
   before it plus the packet fit in the initial window and in the peer's advertised
@@ -173,16 +173,6 @@ class _Node:
         return c
 
 
-def _enables(node: _Node, ack: Event, key: tuple) -> bool:
-    """Could ACK (arriving on connection KEY) have let the node send more?"""
-    i = node.index[id(ack)]
-    before, after = node.state(key, i), node.state(key, i + 1)
-    return (before.snd_una is None or (after.snd_una is not None
-                                       and _after(after.snd_una, before.snd_una))
-            or before.peer_window is None
-            or (after.peer_window or 0) > before.peer_window)
-
-
 def _cannot_have_held(node: _Node, ack: Event, send: Event, key: tuple, iw_segs: int,
                       nodelay: bool) -> bool:
     """True only if ACK provably did not hold SEND back (see the module docstring)."""
@@ -208,7 +198,9 @@ def _cause(node: _Node, ev: Event, iw_segs: int, nodelay: bool) -> Event | None:
             continue                          # its own pure ACKs hold nothing back
         if is_data(e):
             return e                          # something arrived to act on
-        if e.seg.proto == 6 and _reverse(_key(e.seg)) == key and _enables(node, e, key) \
+        # Any ACK on the connection, a duplicate too: one may carry SACK news that
+        # lets a sender in recovery send, or let limited transmit (RFC 3042) send.
+        if e.seg.proto == 6 and _reverse(_key(e.seg)) == key \
                 and not _cannot_have_held(node, e, ev, key, iw_segs, nodelay):
             return e                          # an ACK that may have opened the window
     return None

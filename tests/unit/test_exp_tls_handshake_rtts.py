@@ -194,7 +194,9 @@ def test_a_clienthello_lost_and_resent_is_network_time_and_named():
     srv2 = Connection(srv.client, srv.server, srv.isn, _shifted(srv.segments, arrived.ts, lost))
     t = measure(cli2, srv2, 200)
     assert t.network_ms >= 50.221 + 1e3 * lost - 0.002        # the timeout is network time
-    assert t.compute_ms == pytest.approx(15.071 + 1.507, abs=0.002)
+    # After a retransmission the window is unknown: a gap longer than a loss probe's
+    # shortest timer is no longer provably processing.
+    assert t.compute_ms <= 15.071 + 1.507 + 0.002
     assert len(t.retransmissions) == 1 and "client resent 225 B" in t.retransmissions[0]
 
 

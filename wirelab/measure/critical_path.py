@@ -9,15 +9,21 @@ every other gap is time in the network.  What it guarantees:
   its processing only back to the latest thing that could have let the packet go: a
   packet that arrived with data (a request, a reply, a DNS answer), the node's own
   previous packet, or any ACK on the packet's connection (a duplicate ACK too: its
-  SACK blocks may let a sender in loss recovery send new data).  Such an ACK is passed over only when it provably did not
-  hold the packet back: nothing was retransmitted on that connection so far (so the
-  congestion window is still at least the initial window), the bytes outstanding
-  before it plus the packet fit in the initial window and in the peer's advertised
+  SACK blocks may let a sender in loss recovery send new data).  Such an ACK is
+  passed over only when it provably did not hold the packet back: nothing was
+  retransmitted on that connection so far (so the congestion window is still at
+  least the initial window), the packets in flight before it plus the packet fit in
+  the initial window (counted in packets, as the kernel counts it: a 31-byte record
+  takes a whole slot, a GSO packet several), its bytes fit the peer's advertised
   window, and Nagle could not have held the packet (it is a full segment, no small
   segment was unacknowledged, or the sender is declared to use TCP_NODELAY).  So a
   delayed ACK's wait, a Nagle stall and a window-limited round are network time.
 * **Timers are network time.**  The gap before a pure ACK (the delayed-ACK timer) and
-  before a retransmission (a timeout) is never processing.
+  before a retransmission (a timeout) is never processing, nor is the gap before TCP
+  data that was not provably free to leave when it did: its window not provably open
+  (by the rules above, with everything the node had received) and its connection's
+  timers armed long enough (TIMER_MIN_S) for a loss probe, which sends new data when
+  the window is full with nothing arriving to explain it.
 * **Retransmissions are reported, never absorbed.**  A retransmitted packet on the path
   (a TCP sequence range, SYN, SYN-ACK or FIN sent again; a UDP datagram sent again) is
   walked back to its first transmission, the wait counted as network time, and named in
@@ -28,6 +34,7 @@ measurement judged on network time may come out late, never early.
 """
 from __future__ import annotations
 
+import bisect
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -40,6 +47,10 @@ DEFAULT_IW_SEGS = 10
 #: Payload bytes of a full segment when no SYN says (MTU 1500 less 40 and timestamps).
 DEFAULT_MSS = 1448
 TIMESTAMP_OPTION_BYTES = 12
+#: The soonest a TCP timer can send data after it was armed: the loss probe waits
+#: 2 x SRTT + TCP_TIMEOUT_MIN (2 jiffies, include/net/tcp.h: 2 ms or more for HZ <= 1000),
+#: the retransmission and window-probe timers at least TCP_RTO_MIN.
+TIMER_MIN_S = 0.002
 U32 = 2 ** 32
 
 
@@ -73,6 +84,11 @@ def _after(a: int, b: int) -> bool:
 
 def _seq_len(s: Segment) -> int:
     return len(s.payload) + (1 if s.flags & TCP_SYN else 0) + (1 if s.flags & TCP_FIN else 0)
+
+
+def _packets(s: Segment, mss: int) -> int:
+    """Packets the congestion window counts for S: a GSO packet of n x MSS is n."""
+    return max(1, -(-len(s.payload) // mss))
 
 
 def is_data(e: Event) -> bool:
@@ -124,6 +140,7 @@ class _Conn:
     """What a node knew of one of its TCP connections at a moment (from its own tap)."""
     snd_una: int | None = None      # the peer has acknowledged everything before this
     small_unacked: bool = False     # a sub-MSS segment of the node's is unacknowledged
+    in_flight: int = 0              # packets sent and not wholly acknowledged
     peer_window: int | None = None  # bytes the peer's last ACK offered
     mss: int = DEFAULT_MSS
     resent: bool = False            # the node has retransmitted on it
@@ -140,12 +157,31 @@ class _Node:
         for i, e in enumerate(events):
             k = _key(e.seg) if e.out else _reverse(_key(e.seg))
             self.conns.setdefault(k, []).append(i)
+        # Where the node's TCP timers were (re)armed, per connection: its data sent, and
+        # ACKs that acknowledged something new.
+        self.armed: dict[tuple, list[int]] = {}
+        for k, idx in self.conns.items():
+            una, marks = None, []
+            for i in idx:
+                s = events[i].seg
+                if events[i].out:
+                    if _seq_len(s):
+                        marks.append(i)
+                elif s.flags & TCP_ACK and (una is None or _after(s.ack, una)):
+                    una = s.ack
+                    marks.append(i)
+            self.armed[k] = marks
+
+    def last_armed(self, key: tuple, before: int) -> Event | None:
+        marks = self.armed.get(key, [])
+        j = bisect.bisect_left(marks, before)
+        return self.events[marks[j - 1]] if j else None
 
     def state(self, key: tuple, until: int) -> _Conn:
         """Connection KEY (as this node sends on it) after the node's events before index
         UNTIL (indexes, not times: capture times are ~1e9 s, where a nanosecond is
         below a float's resolution)."""
-        c, wscale, peer_ts, small = _Conn(), 0, False, []
+        c, wscale, peer_ts, small, sent = _Conn(), 0, False, [], []
         for i in self.conns.get(key, []):
             if i >= until:
                 break
@@ -157,6 +193,8 @@ class _Node:
                     c.snd_una = s.seq
                 if s.payload and len(s.payload) < c.mss:
                     small.append((s.seq + len(s.payload)) % U32)
+                if n:
+                    sent.append(((s.seq + n) % U32, _packets(s, c.mss)))
                 c.resent = c.resent or i in self.first
                 continue
             if s.flags & TCP_SYN:
@@ -170,20 +208,41 @@ class _Node:
                 c.peer_window = s.window << (0 if s.flags & TCP_SYN else wscale)
         if c.snd_una is not None:
             c.small_unacked = any(_after(end, c.snd_una) for end in small)
+            c.in_flight = sum(k for end, k in sent if _after(end, c.snd_una))
         return c
+
+
+def _window_open(c: _Conn, s: Segment, iw_segs: int, nodelay: bool) -> bool:
+    """Could nothing but the application have held S, given what the node knew (C)?"""
+    if c.resent or c.snd_una is None or c.peer_window is None:
+        return False
+    need = (s.seq + len(s.payload) - c.snd_una) % U32
+    # The congestion window counts packets, however small (a GSO packet is several).
+    if need >= U32 // 2 or c.in_flight + _packets(s, c.mss) > iw_segs or need > c.peer_window:
+        return False
+    return nodelay or len(s.payload) >= c.mss or not c.small_unacked
 
 
 def _cannot_have_held(node: _Node, ack: Event, send: Event, key: tuple, iw_segs: int,
                       nodelay: bool) -> bool:
     """True only if ACK provably did not hold SEND back (see the module docstring)."""
-    c = node.state(key, node.index[id(ack)])
-    s = send.seg
-    if c.resent or c.snd_una is None or c.peer_window is None:
-        return False
-    need = (s.seq + len(s.payload) - c.snd_una) % U32
-    if need >= U32 // 2 or need > iw_segs * c.mss or need > c.peer_window:
-        return False
-    return nodelay or len(s.payload) >= c.mss or not c.small_unacked
+    return _window_open(node.state(key, node.index[id(ack)]), send.seg, iw_segs, nodelay)
+
+
+def _free(node: _Node, ev: Event, iw_segs: int, nodelay: bool) -> bool:
+    """Was data packet EV free to leave the moment it did, so that only the node itself
+    can have held it?  A SYN or a datagram always.  TCP data when its window was
+    provably open, or when no TCP timer can have sent it: less than TIMER_MIN_S since
+    the connection's timers were last armed.  (Else a loss probe, a window probe or an
+    ACK that never came may have sent it: the wait is the network's.)"""
+    s = ev.seg
+    if s.proto != 6 or s.flags & TCP_SYN:
+        return True
+    i, key = node.index[id(ev)], _key(s)
+    if _window_open(node.state(key, i), s, iw_segs, nodelay):
+        return True
+    armed = node.last_armed(key, i)
+    return armed is not None and ev.ts - armed.ts < TIMER_MIN_S
 
 
 def _cause(node: _Node, ev: Event, iw_segs: int, nodelay: bool) -> Event | None:
@@ -267,13 +326,14 @@ def critical_path(taps: dict[str, list[Event]], owner: dict[str, str], start: fl
             network += ev.ts - max(first.ts, start)
             ev = first
             continue
+        own = is_data(ev) and _free(here, ev, iw_segs, node in nodelay)
         if is_data(ev):
             pred = _cause(here, ev, iw_segs, node in nodelay)
         else:   # a pure ACK: the gap before it is the delayed-ACK timer's
             pred = next((e for e in reversed(here.events[:i])
                          if e.ts <= ev.ts and (not e.out or is_data(e))), None)
         gap = ev.ts - (pred.ts if pred is not None and pred.ts > start else start)
-        if is_data(ev):
+        if own:
             compute[node] = compute.get(node, 0.0) + gap
         else:
             network += gap

@@ -34,7 +34,7 @@ CLAIM = ("Many small objects: HTTP/2 on one connection beats HTTP/1.1 on one con
 SECTION = ("§1 'This is why CDNs, connection reuse, and HTTP/2 exist'; §3 'HTTP/2 uses ONE "
            "connection with multiplexing'")
 TEXT_SAYS = "HTTP/2 uses ONE connection with multiplexing"
-TOPOLOGY = RoutedPath
+TOPOLOGY, TOPOLOGY_PARAMS = RoutedPath, ("rtt_ms",)     # loss only in the lossy runs
 NEEDS = {"netem"}
 TOOLS = ("curl", "nginx", "openssl")
 PARAMS = [
@@ -54,9 +54,9 @@ MODES = {  # name: (what it is, curl options)
     "h2": ("HTTP/2, one connection, all streams at once", ("--http2", "--parallel",
                                                             "--parallel-max", "100")),
 }
-#: curl's and nginx's processing on a batch's path, more is a lab fault (up to 66 and
-#: 19 ms for 20 sequential transfers in UML).  Network: whole rounds, at most a third
-#: of one late; the span: above them by at most the budgets.
+#: curl's and nginx's processing on a batch's path, more is a lab fault (up to 66 and 19
+#: ms for 20 sequential transfers in UML).  Network: whole rounds, at most a third of one
+#: late; the span: above them by at most the budgets.
 BUDGET_MS = {"h1": 120.0, "h2": 40.0}
 METRICS = [Metric(f"{m}_ms", f"{what}: the batch's time in the network (span less the "
                   "endpoints' processing on its critical path)",
@@ -112,9 +112,9 @@ def _fetch(lab, params: dict, ctx, mode: str, tag: str) -> dict:
     span = fetch_span(events["h1"], 443, N_OBJECTS * OBJECT_BYTES)
     if span["connections"] != conns:
         raise LabError(f"curl ({mode}): the capture shows {span['connections']} connections")
-    path = critical_path(events, st.owner, span["start"], "h1", span["last"],
-                         nodelay={"h1", "h2"})
-    check_budget(path.compute_ms, BUDGET_MS, f"curl ({mode}, {tag})")
+    path = critical_path(events, st.owner, span["start"], "h1", span["last"], nodelay={"h1", "h2"})
+    if tag != "warmup":             # the server's first handshakes, untimed, run cold
+        check_budget(path.compute_ms, BUDGET_MS, f"curl ({mode}, {tag})")
     resent = resent_packets(events, lambda s: s.proto == 6)
     return {"span_ms": span["span_ms"], "network_ms": path.network_ms, "resent": resent}
 

@@ -1,6 +1,6 @@
-"""[39] http2_multiplexing_vs_http1 without root: the round-trip predictions, the +-1 r
-band (the spans and lossy runs are reported, not judged), the loss note, and the checks
-on curl's -w rows.  The packet-tap timing is tested in test_measure_critical_path.py;
+"""[39] http2_multiplexing_vs_http1 without root: the round-trip predictions, the bands
+(network time whole rounds, spans under a ceiling, lossy runs reported, not judged), the
+clean lab's links, the loss note, and the checks on curl's -w rows.  The packet-tap timing is tested in test_measure_critical_path.py;
 the slow-start rounds in test_models_tcp.py."""
 from __future__ import annotations
 
@@ -87,6 +87,17 @@ def test_the_claim_no_longer_says_what_the_lab_does_not_show(exp):
     """2% loss made HTTP/2 faster than six connections here: the claim does not say
     its one flow stalls every stream (the order is measured and shown)."""
     assert "stalls" not in exp.CLAIM and "not judged" in exp.CLAIM
+
+
+def test_the_clean_runs_have_no_loss_on_any_link(exp):
+    """loss_pct is the lossy runs' shaping only: until F4 it also reached the topology
+    (a parameter of the same name), so every 'clean' batch had 2% loss toward the server,
+    seen as retransmissions in clean batches once the walk named them."""
+    assert exp.topology_params(params(loss=2.0)) == {"rtt_ms": 50.0}
+    topo = exp.topology(params(loss=2.0))
+    for a, b, info in topo.links(withInfo=True):
+        for side in ("params1", "params2"):
+            assert not info.get(side, {}).get("loss_pct"), (a, b, info)
 
 
 def test_note_reports_the_loss_ordering(exp):

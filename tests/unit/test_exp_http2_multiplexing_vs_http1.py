@@ -1,7 +1,8 @@
 """[39] http2_multiplexing_vs_http1 without root: the round-trip predictions, the bands
 (network time whole rounds, spans under a ceiling, lossy runs reported, not judged), the
-clean lab's links, the loss note, and the checks on curl's -w rows.  The packet-tap timing is tested in test_measure_critical_path.py;
-the slow-start rounds in test_models_tcp.py."""
+clean lab's links, the loss note, and the checks on curl's -w rows.  The packet-tap
+timing is tested in test_measure_critical_path.py; the slow-start rounds in
+test_models_tcp.py."""
 from __future__ import annotations
 
 import pytest

@@ -21,7 +21,8 @@ small functions (``experiments/tcp_handshake_one_rtt.py`` is the model):
 Optional: ``SYSCTLS`` ({node or "*": {sysctl: value}}, on top of the lab's baseline) or
 ``lab_sysctls(params)``; ``TOPOLOGY_PARAMS`` (the names passed to the Topo) or
 ``topology_params(params)`` (default: every parameter the Topo's ``build()`` takes:
-declare the names when a parameter of the same name means something else); ``prepare(lab, params, ctx)`` once per point (may return the state
+declare the names when a parameter of the same name means something else);
+``prepare(lab, params, ctx)`` once per point (may return the state
 trials find in ``ctx.state``); ``check(entry) -> reason | None`` narrows a point's
 verdict (it can only fail a point); ``note(entry) -> str`` explains it; ``plot(run,
 exp, out)`` draws the claim's own figure; ``TOOLS`` names programs whose versions are

@@ -89,25 +89,37 @@ umount -l /.oldroot 2>/dev/null
 hostname wirelab-uml 2>/dev/null
 
 CTL=/run/wirelab-ctl
+echo started > $CTL/state
+# The host's signals and terminal events arrive as lines on tty3, a pipe from the host
+# (a blocking read: no polling): INT (the host's SIGINT or SIGTERM) is passed on to the
+# command's session as SIGINT, so the command tears its lab down and records that it was
+# interrupted before the guest halts; "WINCH rows cols" resizes the terminal (the kernel
+# then signals its foreground process group).  The command runs in the foreground: a
+# background one would start with SIGINT ignored (POSIX, for asynchronous lists without
+# job control), and so would Python.
+watch() {
+    while read -r what a b; do
+        case $what in
+            INT) kill -INT -"$(cat $CTL/pid)" ;;
+            WINCH) stty -F /dev/tty1 rows "$a" cols "$b" ;;
+        esac
+    done < /dev/tty3
+}
 if [ "$INTERACTIVE" = 1 ]; then
-    IN=/dev/tty1
-    SETSID="setsid -c -w"
-    stty -F /dev/tty2 -opost 2>/dev/null
+    # A real terminal: the host's is raw, this one does the line editing, echo, Ctrl-C
+    # (as SIGINT to the foreground job) and CR-LF; it is the command's controlling
+    # terminal, on all three standard streams (job control reads stderr's).
+    stty -F /dev/tty1 sane rows "${ROWS:-24}" cols "${COLS:-80}" 2>/dev/null
+    watch 2>/dev/null &
+    WATCH=$!
+    TERM=${TERM:-xterm} setsid -c -w /bin/sh $CTL/cmd.sh < /dev/tty1 > /dev/tty1 2>&1
 else
-    IN=/dev/null
-    SETSID="setsid -w"
     stty -F /dev/tty1 raw -echo 2>/dev/null
     stty -F /dev/tty2 raw -echo 2>/dev/null
+    watch 2>/dev/null &
+    WATCH=$!
+    setsid -w /bin/sh $CTL/cmd.sh < /dev/null > /dev/tty1 2> /dev/tty2
 fi
-echo started > $CTL/state
-# The host's Ctrl-C (or SIGTERM) arrives as a line on tty3, a pipe from the host: it is
-# passed on to the command's session as SIGINT, so the command tears its lab down and
-# records that it was interrupted before the guest halts.  (A blocking read: no polling.)
-# The command itself runs in the foreground: a background one would start with SIGINT
-# ignored (POSIX, for asynchronous lists without job control), and so would Python.
-( read -r _ < /dev/tty3 && kill -INT -"$(cat $CTL/pid)" ) 2>/dev/null &
-WATCH=$!
-$SETSID /bin/sh $CTL/cmd.sh < $IN > /dev/tty1 2> /dev/tty2
 echo $? > $CTL/rc
 kill $WATCH 2>/dev/null
 sync

@@ -23,6 +23,7 @@ How a boot is wired (see ``guest-init.sh`` for the guest half):
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -33,8 +34,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
+import tty
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,6 +197,22 @@ def _kill_group(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
 INTERRUPT_GRACE_S = 20.0
 
 
+def _terminal_size() -> tuple[int, int]:
+    size = shutil.get_terminal_size((80, 24))
+    return size.lines, size.columns
+
+
+def _raw_terminal() -> list | None:
+    """Put our terminal in raw mode (the guest's own terminal does the line editing,
+    the echo and Ctrl-C); the settings to restore, or None if stdin is no terminal."""
+    try:
+        saved = termios.tcgetattr(0)
+    except termios.error:
+        return None
+    tty.setraw(0, termios.TCSADRAIN)
+    return saved
+
+
 def _interrupt(proc: subprocess.Popen, sig_w: int, signals: list[int]) -> None:
     """Ctrl-C (or SIGTERM) on the host: pass SIGINT to the guest's command (guest-init
     reads the line on tty3), let it tear its lab down and exit, then halt what is left.
@@ -242,9 +261,10 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
     out_fd = os.dup(sys.stdout.fileno() if stdout_fd is None else stdout_fd)
     err_fd = os.dup(sys.stderr.fileno())
     try:
+        rows, cols = _terminal_size() if interactive else (24, 80)
         Path(ctl, "boot.env").write_text(
             f"PROJECT={shlex.quote(proj)}\nINTERACTIVE={int(interactive)}\n"
-            f"MODULES={shlex.quote(conf.uml_modules)}\n")
+            f"MODULES={shlex.quote(conf.uml_modules)}\nROWS={rows}\nCOLS={cols}\n")
         Path(ctl, "cmd.sh").write_text(command_script(argv, cwd, env))
         Path(ctl, "rw_dirs").write_text("".join(f"{d}\n" for d in rw))
         Path(ctl, "ro_dirs").write_text("".join(f"{d}\n" for d in ro))
@@ -273,11 +293,20 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
         # of Popen.poll() could leave its internal lock held, and the next wait() would
         # hang for ever.
         signals: list[int] = []
+        resized: list[int] = []
+        main = threading.current_thread() is threading.main_thread()
         old = {s: signal.signal(s, lambda signum, frame: signals.append(signum))
-               for s in (signal.SIGINT, signal.SIGTERM)} \
-            if threading.current_thread() is threading.main_thread() else {}
+               for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+        if interactive and main:
+            old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH,
+                                                 lambda signum, frame: resized.append(signum))
+        saved = _raw_terminal() if interactive else None
         try:
             while proc.poll() is None and not signals:
+                if resized:
+                    resized.clear()
+                    with contextlib.suppress(OSError):
+                        os.write(sig_w, "WINCH {} {}\n".format(*_terminal_size()).encode())
                 if boot_s is None and state.exists():
                     boot_s = time.monotonic() - t0
                 if deadline is not None and time.monotonic() > deadline:
@@ -291,6 +320,8 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
             _kill_group(proc)
             raise
         finally:
+            if saved is not None:
+                termios.tcsetattr(0, termios.TCSADRAIN, saved)
             for s, handler in old.items():
                 signal.signal(s, handler)
             os.close(sig_w)

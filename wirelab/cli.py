@@ -18,7 +18,9 @@ import traceback
 
 from wirelab import __version__, settings
 from wirelab.errors import BadInput, EnvironmentProblem, TimedOut, WirelabError
+from wirelab.settings import require_root as _require_root
 from wirelab.spec.experiment import Experiment
+from wirelab.spec.params import parse_sets
 
 EXIT_MATCH, EXIT_DEVIATES, EXIT_BAD_INPUT, EXIT_ENV, EXIT_LAB, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 KERNELS = ("auto", "host", "uml")
@@ -92,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     json_opt(r, "one document (run directory, verdict, points)")
     kernel_opt(r)
 
+    u = add("up", cmd_up, "build a topology and open a prompt inside it (a testbed to "
+            "enter and break)")
+    u.add_argument("topology", help="a name from topologies/ (router_chain, home_nat, vpc, "
+                   "dns_hierarchy, bgp_pops, ...), or a path to a topology module")
+    u.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a topology parameter (e.g. --set n=5)")
+    u.add_argument("--script", metavar="FILE", help="run FILE's commands (echoed with their "
+                   "output) instead of the prompt; stop at the first that fails (exit 1)")
+    kernel_opt(u)
+
     s = add("show", cmd_show, "print the summary of a finished run")
     s.add_argument("run_dir")
     json_opt(s, "the verdict and points")
@@ -99,23 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir")
     add("clean", cmd_clean, "finish the cleanup of runs that died (from their ledgers)")
     return p
-
-
-def parse_sets(items: list[str]) -> dict:
-    """``--set rtt_ms=10`` / ``--set rtt_ms=1,10,50`` -> {"rtt_ms": [...]}."""
-    out: dict = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise BadInput(f"--set {item!r}: expected NAME=VALUE (or NAME=V1,V2,...)")
-        values = [v.strip() for v in value.split(",")]
-        if any(v == "" for v in values):
-            raise BadInput(f"--set {item!r}: empty value for {name}")
-        if name in out:
-            raise BadInput(f"--set {name} given twice")
-        out[name] = values if len(values) > 1 else values[0]
-    return out
 
 
 def command_part(argv: list[str]) -> list[str]:
@@ -176,11 +171,6 @@ def _crash(what: str, e: BaseException, verbose: bool) -> None:
     cause = f"{type(e).__name__}: {e}" if not isinstance(e, WirelabError) else str(e)
     print(f"wirelab: {what}: {cause}" + ("" if verbose else " (-v for the traceback)"),
           file=sys.stderr)
-
-
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise EnvironmentProblem("labs create network namespaces and need root: run with sudo")
 
 
 # --- commands -----------------------------------------------------------------------
@@ -308,6 +298,22 @@ def cmd_run(args, argv) -> int:
         print(f"results: {outcome.run_dir}")
         print(f"plot:    {outcome.run_dir / 'plot.png'}")
     return code
+
+
+def cmd_up(args, argv) -> int:
+    from wirelab.testbed import session
+    return session.main(args, argv)
+
+
+def topology_main(path: str, words: list[str]) -> int:
+    """``python topologies/X.py [name=value ...]``: ``wirelab up X --set name=value``."""
+    sets = []
+    for w in words:
+        if "=" not in w or w.startswith("-"):
+            print(f"usage: {os.path.basename(path)} [name=value ...]", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        sets += ["--set", w]
+    return main(["up", os.path.abspath(path), *sets])
 
 
 def _plot_guest_runs(lines: list[str], exp) -> None:

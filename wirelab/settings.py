@@ -133,3 +133,9 @@ def guest() -> dict | None:
 
 def inside_guest() -> bool:
     return guest() is not None
+
+
+def require_root() -> None:
+    """Labs create network namespaces: EnvironmentProblem (exit 3) unless root."""
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("labs create network namespaces and need root: run with sudo")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from wirelab import __version__, cli, settings
-from wirelab.cli import parse_sets
 from wirelab.errors import BadInput
 from wirelab.kernel import backend
 from wirelab.run import runner
+from wirelab.spec.params import parse_sets
 
 # --- --set parsing ------------------------------------------------------------
 

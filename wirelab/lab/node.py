@@ -182,9 +182,9 @@ class Node:
         raise LabError(f"no route to {dst} with metrics in {self.name} after setting it")
 
     def egress(self, toward: str) -> Intf:
-        """This node's interface whose link leads to node TOWARD."""
+        """This node's interface whose link leads to node (or switch) TOWARD."""
         for intf in self.intfs.values():
-            if intf.peer is not None and intf.peer.node.name == toward:
+            if intf.peer is not None and toward in (intf.peer.node.name, intf.peer.switch):
                 return intf
         raise LabError(f"{self.name} has no link to {toward}")
 

@@ -116,9 +116,8 @@ def topology_names() -> list[str]:
     return list(_modules("topologies"))
 
 
-def load_topology(ref: str):
-    """The Topo class of topology REF (a built-in module name or a file path): the
-    module's ``TOPOLOGY``."""
+def load_topology_module(ref: str) -> ModuleType:
+    """The module of topology REF (a built-in module name or a file path)."""
     if is_path(ref):
         p = Path(ref)
         if not p.is_file():
@@ -127,9 +126,15 @@ def load_topology(ref: str):
     else:
         files = _modules("topologies")
         if ref not in files:
-            raise BadInput(f"unknown topology {ref!r}; known: {', '.join(files)}")
+            raise BadInput(f"unknown topology {ref!r}; known: {', '.join(files)}, "
+                           "or a path to a topology module")
         module = load_module(files[ref], "topologies")
-    topo = getattr(module, "TOPOLOGY", None)
-    if topo is None:
+    if getattr(module, "TOPOLOGY", None) is None:
         raise BadInput(f"{ref}: the module declares no TOPOLOGY (a Mininet Topo class)")
-    return topo
+    return module
+
+
+def load_topology(ref: str):
+    """The Topo class of topology REF (a built-in module name or a file path): the
+    module's ``TOPOLOGY``."""
+    return load_topology_module(ref).TOPOLOGY

@@ -82,3 +82,20 @@ def unit_of(name: str) -> str:
     """The unit suffix of a metric or parameter name (``connect_ms`` -> ``ms``)."""
     tail = name.rsplit("_", 1)[-1] if "_" in name else ""
     return tail if tail in UNITS else ""
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``--set rtt_ms=10`` / ``--set rtt_ms=1,10,50`` -> {"rtt_ms": [...]}."""
+    out: dict = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise BadInput(f"--set {item!r}: expected NAME=VALUE (or NAME=V1,V2,...)")
+        values = [v.strip() for v in value.split(",")]
+        if any(v == "" for v in values):
+            raise BadInput(f"--set {item!r}: empty value for {name}")
+        if name in out:
+            raise BadInput(f"--set {name} given twice")
+        out[name] = values if len(values) > 1 else values[0]
+    return out

@@ -1,0 +1,126 @@
+"""``wirelab up``: build a topology, start what it declares, and open the prompt in it.
+
+The same session runs on the host kernel or inside User-Mode Linux: there the host
+re-runs this command in the guest, which gets a real terminal (line editing, Ctrl-C
+to the running command, full-screen programs) or, with a script, the script's file.
+A script comes from ``--script FILE`` or, when standard input is not a terminal, from
+standard input (read whole before the lab is built).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from wirelab import settings
+from wirelab.errors import BadInput
+from wirelab.spec.params import Choice, Param, parse_sets
+
+#: What a testbed may need unless its topology says otherwise: live link changes
+#: (`link A B delay=...`) need netem.
+DEFAULT_NEEDS = frozenset({"netem"})
+T0_ENV = "WIRELAB_UP_T0"
+
+
+def topology_params(module) -> list[Param]:
+    """The topology's declared PARAMS, else its build() keywords (numbers >= 0, booleans)."""
+    declared = getattr(module, "PARAMS", None)
+    if declared is not None:
+        return list(declared)
+    out = []
+    for name, p in inspect.signature(module.TOPOLOGY.build).parameters.items():
+        d = p.default
+        if name == "self" or d is inspect.Parameter.empty:
+            continue
+        if isinstance(d, bool):
+            out.append(Choice(name, ("True", "False"), default=str(d)))
+        elif isinstance(d, int):
+            out.append(Param(name, d, min=0, max=1_000_000, type=int))
+        elif isinstance(d, float):
+            out.append(Param(name, d, min=0, max=1e9))
+    return out
+
+
+def parse_params(module, overrides: dict) -> dict:
+    """--set values checked against the topology's parameters (BadInput, exit 2)."""
+    params = topology_params(module)
+    by_name = {p.name: p for p in params}
+    unknown = set(overrides) - set(by_name)
+    if unknown:
+        allowed = ", ".join(f"{p.name} ({p.range_text()})" for p in params) or "none"
+        raise BadInput(f"unknown parameter {', '.join(sorted(unknown))} for this topology; "
+                       f"allowed: {allowed}")
+    out = {}
+    for p in params:
+        raw = overrides.get(p.name, p.default)
+        if isinstance(raw, list):
+            raise BadInput(f"--set {p.name}: wirelab up takes one value, not a list")
+        value = p.parse(raw)
+        out[p.name] = (value == "True") if p.choices == ("True", "False") else value
+    return out
+
+
+def script_from_stdin() -> Path | None:
+    """Standard input that is not a terminal, as a script file (None for a terminal)."""
+    if sys.stdin.isatty():
+        return None
+    d = Path(tempfile.mkdtemp(prefix="wirelab-up-"))
+    path = d / "script.txt"
+    path.write_text(sys.stdin.read())
+    return path
+
+
+def serve(module, params: dict, script: Path | None, name: str) -> int:
+    """Build the lab here (the host, or already the guest), run the prompt or script."""
+    from wirelab.kernel.backend import HostLock
+    from wirelab.lab.net import Lab
+    from wirelab.testbed import services
+    from wirelab.testbed.console import Console
+    lines = script.read_text().splitlines() if script else None
+    interactive = lines is None and sys.stdin.isatty()
+    t0 = float(os.environ.get(T0_ENV) or time.time())
+
+    def progress(text: str) -> None:
+        print(f"wirelab: {text}", file=sys.stderr, flush=True)
+    topo = module.TOPOLOGY(**params)
+    with HostLock(), Lab(topo) as lab:
+        progress(f"{name}: {len(lab.nodes)} nodes built in {lab.build_s:.2f} s")
+        envs = services.start(lab, progress)
+        console = Console(lab, envs, results_dir=settings.current().results_dir, name=name,
+                          interactive=interactive)
+        progress(f"{name} is up {time.time() - t0:.1f} s after the command; "
+                 + ("type help; exit or Ctrl-D tears it down" if interactive else "running the script"))
+        rc = console.loop() if lines is None else console.run_script(lines)
+    progress(f"{name} torn down")
+    return rc
+
+
+def main(args, argv: list[str]) -> int:
+    """The ``up`` command (ARGV: our own command line, for the guest)."""
+    from wirelab.kernel import backend
+    from wirelab.run import catalog
+    os.environ.setdefault(T0_ENV, repr(time.time()))
+    module = catalog.load_topology_module(args.topology)
+    params = parse_params(module, parse_sets(args.set))
+    source = getattr(module, "__file__", None)
+    name = Path(source).stem if source else args.topology
+    script = Path(args.script) if args.script else None
+    if script is not None and not script.is_file():
+        raise BadInput(f"--script {args.script}: no such file")
+    settings.require_root()
+    choice, why = backend.resolve(args.kernel, getattr(module, "NEEDS", DEFAULT_NEEDS))
+    if choice == "uml":
+        if script is None:
+            script = script_from_stdin()
+            if script is not None:
+                argv = [*argv, "--script", str(script)]
+        reads = [str(script.resolve().parent)] if script else []
+        if catalog.is_path(args.topology):
+            reads.append(str(Path(args.topology).resolve().parent))
+        print(f"wirelab: {name} in User-Mode Linux ({why})", file=sys.stderr, flush=True)
+        with backend.HostLock():
+            return backend.run_in_uml(argv, read_paths=reads).returncode
+    return serve(module, params, script, name)

@@ -42,9 +42,15 @@ def uml_control_dirs() -> set[str]:
     return {p.name for p in Path("/tmp").glob("wirelab-uml-*")}
 
 
+def temp_dirs() -> set[str]:
+    """Scratch folders a lab or a testbed session makes under /tmp."""
+    return {p.name for pattern in ("wirelab-up-*", "wirelab-wl*")
+            for p in Path("/tmp").glob(pattern)}
+
+
 def snapshot() -> dict:
     return {"netns": lab_namespaces(), "uml": uml_pids(), "ledgers": ledgers(),
-            "uml_ctl": uml_control_dirs()}
+            "uml_ctl": uml_control_dirs(), "tmp": temp_dirs()}
 
 
 def left_behind(before: dict, settle_s: float = 5.0) -> dict:

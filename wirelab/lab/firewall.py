@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from functools import lru_cache
 
+from wirelab import settings
 from wirelab.errors import EnvironmentProblem
 from wirelab.lab import netns
 
@@ -23,7 +24,9 @@ BACKENDS = ("iptables-nft", "iptables-legacy")
 def iptables() -> str:
     """The iptables command that can add a rule on this kernel (probed once)."""
     tried = []
-    for cmd in BACKENDS:
+    # Inside the UML guest (6.1) only the legacy one can work: try it first.
+    order = BACKENDS[::-1] if settings.inside_guest() else BACKENDS
+    for cmd in order:
         if shutil.which(cmd) is None:
             tried.append(f"{cmd}: not installed")
             continue

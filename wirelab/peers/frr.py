@@ -11,8 +11,9 @@ A router's declaration (the ``frr`` option of ``addHost``)::
 Each router gets its own directory (configs, pid files, the vty sockets, logs) under
 the lab's workdir; the daemons run in the foreground in the router's namespace under
 the lab's undo stack, as FRR's own user (vtysh access is checked against the frrvty
-group).  Every configuration is checked by the daemon itself (``-C``, a dry run) before
-anything starts; a bad one stops the build with FRR's message.  ``vtysh`` reaches a
+group).  Every configuration is checked by the daemon itself (``-C``, a dry run, which exits 0
+even when it rejects a line: its messages are read) before anything starts; a bad
+one stops the build with FRR's message.  ``vtysh`` reaches a
 router through its socket directory (:func:`vtysh_argv`).
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import grp
 import ipaddress
 import os
 import pwd
+import re
 import subprocess
 from pathlib import Path
 
@@ -114,9 +116,11 @@ def start(lab, node: str, decl: dict, timeout_s: float = 30.0) -> Path:
         res = subprocess.run([str(DAEMON_DIR / daemon), "-C", "-f", str(conf)],
                              capture_output=True, text=True, timeout=timeout_s,
                              stdin=subprocess.DEVNULL)
-        if res.returncode != 0:
+        # A dry run exits 0 even when it rejects lines ("No such command on config line 3").
+        said = (res.stdout + res.stderr).strip()
+        if res.returncode != 0 or re.search(r"on config line \d+", said):
             raise LabError(f"FRR {daemon} on {node} refused its configuration:\n{text}"
-                           f"{(res.stdout + res.stderr).strip()[-800:]}")
+                           f"{said[-800:]}")
     for daemon in ("zebra", *(x for x in ("ospfd", "bgpd") if x in texts)):
         argv = [str(DAEMON_DIR / daemon), "-f", str(d / f"{daemon}.conf"),
                 "-i", str(d / f"{daemon}.pid"), "-z", str(d / "zserv.api"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wirelab.errors import LabError
+from wirelab.lab.wait import poll
 from wirelab.peers.listener import Listener
 
 
@@ -165,13 +166,18 @@ def start_http(lab, node: str, listen: str, root: Path, *, port: int = 80,
     conf.write_text(HTTP_CONF.format(node=node, prefix=prefix, listen=listen, port=port,
                                      root=root))
     n = lab[node]
-    n.run(["nginx", "-t", "-q", "-p", str(prefix), "-c", str(conf)], timeout_s=timeout_s)
-    proc = n.popen(["nginx", "-p", str(prefix), "-c", str(conf)])
+    # nginx checks its configuration as it starts and exits on a bad one: wait for the
+    # port or for its exit, whichever comes first (no separate `nginx -t` run).
+    with open(prefix / "stderr.log", "wb") as err_file:
+        proc = n.popen(["nginx", "-p", str(prefix), "-c", str(conf)], stderr=err_file)
     try:
-        n.wait_listening(port, timeout_s)
+        poll(lambda: proc.poll() is not None or n.listening(port), timeout_s,
+             f"nginx to listen on {listen}:{port} in {node}")
     except TimeoutError as e:
-        err = (prefix / "error.log").read_text() if (prefix / "error.log").exists() else ""
-        raise LabError(f"nginx in {node} did not start: {e}; {err[-300:]}") from e
+        raise LabError(str(e)) from e
+    if proc.poll() is not None:
+        err = (prefix / "stderr.log").read_text(errors="replace")
+        raise LabError(f"nginx in {node} exited {proc.returncode}: {err.strip()[-400:]}")
     return proc, prefix
 
 

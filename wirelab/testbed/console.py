@@ -285,6 +285,8 @@ class Console(cmd.Cmd):
                 idx = node.ipr.link_lookup(ifname=ifname)[0]
                 node.ipr.link("set", index=idx, state=words[2])
             self.say(f"link {words[0]}-{words[1]} {words[2]}")
+            if words[2] == "up":
+                self.restore_routes([words[0], words[1]])
             return False
         changes: dict = {}
         for w in words[2:]:
@@ -308,6 +310,25 @@ class Console(cmd.Cmd):
             for q in res.stdout.splitlines():
                 self.say(f"{ifname}: {q.strip()}")
         return False
+
+    def restore_routes(self, names: list[str]) -> None:
+        """The kernel drops the routes through an interface taken down; a router keeps
+        its configured static routes and installs them again when the link comes back:
+        so does the lab, for the topology's routes of NAMES."""
+        for name in names:
+            if name not in self.names:
+                continue
+            node, again = self.lab[name], 0
+            for dst, via in self.lab.topo.nodeInfo(name).get("routes", []):
+                dst = "0.0.0.0/0" if dst == "default" else dst
+                try:
+                    node.ipr.route("replace", dst=dst, gateway=via)
+                    again += 1
+                except Exception:   # noqa: BLE001 - its gateway is behind a link still down
+                    continue
+            if again:
+                self.say(f"{name}: {again} static route{'s' if again > 1 else ''} of the "
+                         "topology installed again")
 
     def do_sysctl(self, arg: str) -> bool:
         """sysctl NODE name[=value]: read or set a per-namespace (net.*) sysctl"""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -63,10 +64,8 @@ def parse_params(module, overrides: dict) -> dict:
     return out
 
 
-def script_from_stdin() -> Path | None:
-    """Standard input that is not a terminal, as a script file (None for a terminal)."""
-    if sys.stdin.isatty():
-        return None
+def script_from_stdin() -> Path:
+    """Standard input (not a terminal), read whole into a script file of its own folder."""
     d = Path(tempfile.mkdtemp(prefix="wirelab-up-"))
     path = d / "script.txt"
     path.write_text(sys.stdin.read())
@@ -112,15 +111,20 @@ def main(args, argv: list[str]) -> int:
         raise BadInput(f"--script {args.script}: no such file")
     settings.require_root()
     choice, why = backend.resolve(args.kernel, getattr(module, "NEEDS", DEFAULT_NEEDS))
-    if choice == "uml":
-        if script is None:
-            script = script_from_stdin()
-            if script is not None:
+    from_stdin = script is None and not sys.stdin.isatty()
+    if from_stdin:
+        script = script_from_stdin()
+    try:
+        if choice == "uml":
+            if from_stdin:
                 argv = [*argv, "--script", str(script)]
-        reads = [str(script.resolve().parent)] if script else []
-        if catalog.is_path(args.topology):
-            reads.append(str(Path(args.topology).resolve().parent))
-        print(f"wirelab: {name} in User-Mode Linux ({why})", file=sys.stderr, flush=True)
-        with backend.HostLock():
-            return backend.run_in_uml(argv, read_paths=reads).returncode
-    return serve(module, params, script, name)
+            reads = [str(script.resolve().parent)] if script else []
+            if catalog.is_path(args.topology):
+                reads.append(str(Path(args.topology).resolve().parent))
+            print(f"wirelab: {name} in User-Mode Linux ({why})", file=sys.stderr, flush=True)
+            with backend.HostLock():
+                return backend.run_in_uml(argv, read_paths=reads).returncode
+        return serve(module, params, script, name)
+    finally:
+        if from_stdin and script is not None:
+            shutil.rmtree(script.parent, ignore_errors=True)

@@ -35,6 +35,7 @@ lint: setup-test
 bench: setup
 	$(VENV)/bin/python benchmarks/setup_bench.py
 	$(VENV)/bin/wirelab exec --kernel uml -- $(VENV)/bin/python benchmarks/setup_bench.py
+	$(VENV)/bin/python benchmarks/up_bench.py
 
 clean:
 	$(VENV)/bin/wirelab clean

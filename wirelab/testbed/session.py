@@ -20,9 +20,9 @@ from wirelab import settings
 from wirelab.errors import BadInput
 from wirelab.spec.params import Choice, Param, parse_sets
 
-#: What a testbed may need unless its topology says otherwise: live link changes
-#: (`link A B delay=...`) need netem.
-DEFAULT_NEEDS = frozenset({"netem"})
+#: What a testbed asks of the kernel in auto mode beyond what its links need: live link
+#: changes (`link A B delay=...`) need netem.
+LIVE_CHANGES = frozenset({"netem"})
 T0_ENV = "WIRELAB_UP_T0"
 
 
@@ -62,6 +62,21 @@ def parse_params(module, overrides: dict) -> dict:
         value = p.parse(raw)
         out[p.name] = (value == "True") if p.choices == ("True", "False") else value
     return out
+
+
+def needs(module, params: dict, requested: str) -> set[str]:
+    """Kernel features the lab needs: its links' shaping (netem for delay, jitter and loss,
+    tbf for a rate), plus netem for live changes unless the host kernel was asked for
+    (there a `link ... delay=` that the kernel cannot do fails with a message)."""
+    out = set(getattr(module, "NEEDS", ()))
+    topo = module.TOPOLOGY(**params)
+    for _a, _b, info in topo.links(withInfo=True):
+        for side in (info, info.get("params1", {}), info.get("params2", {})):
+            if any(side.get(k) for k in ("delay_ms", "jitter_ms", "loss_pct")):
+                out.add("netem")
+            if side.get("bw_mbps"):
+                out.add("tbf")
+    return out | (set() if requested == "host" else set(LIVE_CHANGES))
 
 
 def script_from_stdin() -> Path:
@@ -110,7 +125,7 @@ def main(args, argv: list[str]) -> int:
     if script is not None and not script.is_file():
         raise BadInput(f"--script {args.script}: no such file")
     settings.require_root()
-    choice, why = backend.resolve(args.kernel, getattr(module, "NEEDS", DEFAULT_NEEDS))
+    choice, why = backend.resolve(args.kernel, needs(module, params, args.kernel))
     from_stdin = script is None and not sys.stdin.isatty()
     if from_stdin:
         script = script_from_stdin()

@@ -5,7 +5,7 @@
 VENV := .venv
 PROVISION := bash scripts/provision.sh
 
-.PHONY: setup setup-test demo test test-unit lint bench clean docs
+.PHONY: setup setup-test demo test test-unit lint bench clean docs gallery
 
 setup:
 	$(PROVISION)
@@ -43,3 +43,7 @@ clean:
 # The claims catalog, generated from experiments/claims.toml and the experiments.
 docs: setup
 	$(VENV)/bin/wirelab list --markdown > docs/claims.md
+
+# Every experiment's figure from the stored quick runs, on one page.
+gallery: setup
+	$(VENV)/bin/wirelab gallery tests/data/runs --out docs/figures --page docs/figures.md

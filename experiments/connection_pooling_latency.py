@@ -25,7 +25,7 @@ from wirelab.measure.cpu import child_of, cpu_ns
 from wirelab.models.tls import PROTOCOL_NAME, handshake_round_trips
 from wirelab.peers.https_client import LabHTTPSConnection, check_tls, client_context, get
 from wirelab.peers.web import make_certs, start_nginx
-from wirelab.spec import Choice, Metric, Param, Tolerance
+from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
 from wirelab.topologies.routed_path import RoutedPath
 
 ID = "connection_pooling_latency"
@@ -55,6 +55,8 @@ METRICS = [
            "(mean of the 4)", _BAND),
 ]
 X = "rtt_ms"
+FIGURE = Bars("What does a new HTTPS connection cost against a kept-alive one or a pool?", ((
+    "new connection", "new_conn_ms"), ("kept alive", "keepalive_ms"), ("pool of 4", "pool4_ms")))
 # An idle kept-alive connection keeps its window between trials.
 SYSCTLS = {"*": {"net.ipv4.tcp_slow_start_after_idle": "0"}}
 PORT = 443

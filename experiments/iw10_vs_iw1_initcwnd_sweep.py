@@ -20,7 +20,7 @@ from __future__ import annotations
 from wirelab.errors import LabError
 from wirelab.models.tcp import iw_of, mss_from_kernel, receiver_from_kernel, round_note, simulate
 from wirelab.peers import bulk
-from wirelab.spec import Metric, Param, Tolerance
+from wirelab.spec import Metric, Param, Rounds, Tolerance
 from wirelab.topologies.routed_path_deep import RoutedPathDeep
 
 ID = "iw10_vs_iw1_initcwnd_sweep"
@@ -51,6 +51,8 @@ METRICS = [
     Metric("snd_mss_bytes", "tcpi_snd_mss of the accepted socket", _EXACT, plot=False),
 ]
 X = "initcwnd_segs"
+FIGURE = Rounds("How many round trips does a small response take with an initial window of 1 or 10?",
+                hue=("initcwnd_segs",), labels={"0": "the kernel's own IW (no initcwnd)"})
 #: initrwnd on the client's route: at least the 44 segments its buffer allows, so
 #: min(rcv_wnd, initrwnd x mss) leaves the window to tcp_rmem[1].
 INITRWND_SEGS = 64
@@ -92,7 +94,11 @@ def prepare(lab, params: dict, ctx) -> None:
         raise LabError(f"route metrics read back as {server_route}, {client_route}")
     ctx.raw.write_text("routes.txt", f"h2 {CLIENT_NET} via 10.0.2.1 {server_route}\n"
                                      f"h1 {SERVER_NET} via 10.0.1.1 {client_route}\n")
-    ctx.state.transfers = bulk.start(lab, "h1", "h2", PORT, CC, params["size_bytes"], ctx.raw)
+    transfers = ctx.state.transfers = bulk.start(lab, "h1", "h2", PORT, CC, params["size_bytes"], ctx.raw)
+    # One untimed transfer with TCP_INFO sampled every r/4: the figure's cwnd(t) panel.
+    transfers.server.sample_next(float(params["rtt_ms"]) / 4 / 1e3)
+    res, rec = transfers.fetch(params["size_bytes"])
+    ctx.raw.write_text("cwnd.csv", bulk.cwnd_csv(rec, res.t0_s))
 
 
 def trial(lab, params: dict, ctx) -> dict:

@@ -1,5 +1,5 @@
-"""[13] keepalive_connection_slow_start_after_idle: a kept-alive connection skips the
-handshake, but not slow start once it has been idle longer than an RTO.
+"""[13] keepalive_connection_slow_start_after_idle: a kept-alive connection skips the handshake, but
+not slow start once it has been idle longer than an RTO.
 
 Server h2 sends 1 MiB per request to client h1 across router r1 (rtt_ms/2 each way).
 The server, an in-process thread, reads TCP_INFO just before and after it queues each
@@ -10,10 +10,10 @@ response, so every response is explained by the connection's own state then:
     50 ms, R3            warm reference: cwnd >= N, one round              -> warm_ms
     I, R4, I, R5, I, R6  four responses with idle gaps I           -> reuse_ms = mean(R4..R6)
 
-With the sysctl at 1 and idle (about I + r) longer than the RTO, ``tcp_cwnd_restart``
-halves cwnd once per RTO of idle, down to min(IW, cwnd).  The prediction follows that
-chain (wirelab.models.tcp); per response the model fed with that moment's TCP_INFO must
-match the cwnd after the restart and the round count (``model_miss_count``)."""
+With the sysctl at 1 and idle (about I + r) longer than the RTO, ``tcp_cwnd_restart`` halves cwnd
+once per RTO of idle, down to min(IW, cwnd).  The prediction follows that chain (wirelab.models.tcp);
+per response the model fed with that moment's TCP_INFO must match the cwnd after the restart and
+the round count (``model_miss_count``)."""
 from __future__ import annotations
 
 import json
@@ -26,7 +26,7 @@ from wirelab.measure import tcpinfo
 from wirelab.models import tcp
 from wirelab.models.timers import hz_of, nominal_rto_ms, rto_min_of
 from wirelab.peers.listener import RecordingListener, recv_exact, recv_into_exact
-from wirelab.spec import REPORTED, Choice, Metric, Param, Tolerance
+from wirelab.spec import REPORTED, Bars, Choice, Metric, Param, Tolerance
 from wirelab.topologies.routed_path import RoutedPath
 
 ID = "keepalive_connection_slow_start_after_idle"
@@ -57,11 +57,12 @@ METRICS = [
     # srtt may exceed r by a tick before the RTO rounds up; below r + RTO_MIN: impossible.
     Metric("rto_ms", "the server's RTO (tcpi_rto) when it sends those responses",
            Tolerance(abs=0.0, rel=0.0, jiffies=1)),
-    Metric("model_miss_count", "responses of the trial (of 6) whose restarted cwnd or round "
-           "count differs from the model fed with that moment's TCP_INFO",
-           Tolerance(abs=0.0, rel=0.0)),
+    Metric("model_miss_count", "responses of the trial (of 6) whose restarted cwnd or round count "
+           "differs from the model fed with that moment's TCP_INFO", Tolerance(abs=0.0, rel=0.0)),
 ]
 X = "idle_s"
+FIGURE = Bars("Does an idle kept-alive connection start slow again?", (("new connection", "new_conn_ms"), (
+    "warm", "warm_ms"), ("after idle", "reuse_ms")), notes=(("rto_ms", "RTO {value:.0f} ms (TCP_INFO)"),))
 PORT = 5013
 RESPONSE_BYTES = 1 << 20
 REQUEST = b"GET /1MiB\n"
@@ -105,10 +106,9 @@ def predict(params: dict, kernel: dict) -> dict:
             "model_miss_count": 0.0}
 
 
-def explain_response(before: dict, after: dict, elapsed_ms: float, rtt_ms: float,
-                     enabled: bool) -> dict:
-    """The model fed with TCP_INFO read just BEFORE and AFTER the server queued one
-    response, against what happened."""
+def explain_response(before: dict, after: dict, elapsed_ms: float, rtt_ms: float, enabled: bool) -> dict:
+    """The model fed with TCP_INFO read just BEFORE and AFTER the server queued one response, against
+    what happened."""
     expected_cwnd = tcp.restart_cwnd(before["snd_cwnd"], before["last_data_sent"],
                                      before["rto"] / 1000.0, enabled, in_flight=before["unacked"])
     expected_rounds = tcp.rounds(expected_cwnd, after["snd_ssthresh"],

@@ -35,12 +35,12 @@ from wirelab.kernel.facts import measure_jiffy_ms
 from wirelab.lab.sysctl import sysctl_path
 from wirelab.measure import netstat
 from wirelab.measure.critical_path import check_budget, critical_path
-from wirelab.measure.tap import Tap, exchange_span, tapped, timelines
+from wirelab.measure.tap import Tap, exchange_span, ladder, tapped, timelines
 from wirelab.models.tcp import iw_of
 from wirelab.models.timers import ato_min_ms, hz_of, jiffy_ms
 from wirelab.peers import small_writes
 from wirelab.peers.small_writes import MODES
-from wirelab.spec import Choice, Metric, Param, Tolerance
+from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
 from wirelab.spec.context import EXCLUDED
 from wirelab.topologies.routed_path import RoutedPath
 
@@ -79,6 +79,8 @@ METRICS = [
            Tolerance(abs=0.0, rel=0.05, symmetric=True), per_point=True, plot=False),
 ]
 X = "rtt_ms"
+FIGURE = Bars("Write, write, read: how long does Nagle plus a delayed ACK stall it on Linux?",
+              (("latency", "latency_ms"),), x="mode", timeline="timeline.json")
 #: How many quick replies make a connection interactive: a compile-time 1 on 6.1, a
 #: per-namespace sysctl on newer kernels, pinned to 1 where it exists.
 PINGPONG = "net.ipv4.tcp_pingpong_thresh"
@@ -140,6 +142,9 @@ def _timed(ctx, mode: str, tag: str) -> tuple[dict, dict]:
                          nodelay={"h1"} if mode == "nodelay" else ())
     check_budget(path.compute_ms, BUDGET_MS, f"request {tag} ({mode})")
     ctx.raw.write_text(f"{tag}.txt", describe_path(path) + timelines(events))
+    if tag == "t05" and mode == "nagle":      # one stalled request, for the figure's ladder
+        ctx.raw.write_text("timeline.json", json.dumps(ladder(events, ["h1", "h2"], f"one request "
+                           f"under Nagle, r = {ctx.params['rtt_ms']:g} ms ({tag})")) + "\n")
     row = {"latency_ms": path.network_ms, "app_over_ms": app - path.span_ms}
     return row, ({EXCLUDED: "resent: " + "; ".join(path.retransmissions)}
                  if path.retransmissions else {})

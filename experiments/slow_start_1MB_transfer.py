@@ -24,7 +24,7 @@ from __future__ import annotations
 from wirelab.models import tcp
 from wirelab.peers import bulk
 from wirelab.report.cwnd import plot_cwnd
-from wirelab.spec import Choice, Metric, Param, Tolerance
+from wirelab.spec import Choice, Metric, Param, Rounds, Tolerance
 from wirelab.topologies.routed_path_deep import RoutedPathDeep
 
 ID = "slow_start_1MB_transfer"
@@ -62,6 +62,7 @@ METRICS = [
            Tolerance(abs=0.0, rel=0.0, symmetric=True), plot=False),
 ]
 X = "size_bytes"
+FIGURE = Rounds("How many round trips does slow start need for 1 MiB?", hue=("cc",))
 PORT = 5001
 TRACE_BYTES = MIB
 

@@ -16,7 +16,7 @@ import socket
 import time
 
 from wirelab.peers.listener import RecordingListener
-from wirelab.spec import Metric, Param, Tolerance
+from wirelab.spec import Metric, Param, Sweep, Tolerance
 from wirelab.topologies.routed_path import RoutedPath
 
 ID = "tcp_handshake_one_rtt"
@@ -39,6 +39,7 @@ METRICS = [
                         "return", _BAND),
 ]
 X = "rtt_ms"
+FIGURE = Sweep("Does connect() cost exactly one round trip, and accept() one and a half?")
 SYSCTLS = {"*": {"net.ipv4.tcp_syncookies": "1"}}
 PORT = 5001
 CONNECT_TIMEOUT_S = 30.0

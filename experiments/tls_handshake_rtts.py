@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,10 +26,10 @@ from wirelab.measure import capture
 from wirelab.measure.critical_path import check_budget
 from wirelab.measure.tls_timing import new_connection
 from wirelab.models.tcp import iw_of
-from wirelab.models.tls import PROTOCOL_NAME, handshake_round_trips
+from wirelab.models.tls import HANDSHAKES, PROTOCOL_NAME, Handshake, handshake_round_trips
 from wirelab.peers.openssl import ClientReport, parse_s_client, redact, s_client_argv, s_server_argv
 from wirelab.peers.web import make_certs
-from wirelab.spec import Choice, Metric, Param, Tolerance
+from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
 from wirelab.spec.context import EXCLUDED
 from wirelab.topologies.routed_path import RoutedPath
 
@@ -44,21 +43,7 @@ NEEDS = {"netem"}
 TOOLS = ("openssl", "tcpdump")
 
 
-@dataclass(frozen=True)
-class Mode:
-    version: str            # "1.2" or "1.3"
-    resume: bool            # offer a session from an earlier connection
-    early_data: bool        # send the payload as 0-RTT early data
-    fresh_ticket: bool      # each connection must use the ticket the previous one received
-
-
-MODES = {
-    "tls12_full": Mode("1.2", resume=False, early_data=False, fresh_ticket=False),
-    "tls12_resumed": Mode("1.2", resume=True, early_data=False, fresh_ticket=False),
-    "tls13_full": Mode("1.3", resume=False, early_data=False, fresh_ticket=False),
-    "tls13_psk": Mode("1.3", resume=True, early_data=False, fresh_ticket=True),
-    "tls13_0rtt": Mode("1.3", resume=True, early_data=True, fresh_ticket=True),
-}
+MODES = HANDSHAKES          # name -> what the client offers (wirelab.models.tls)
 PARAMS = [
     Param("rtt_ms", default=50, min=1, max=1000, grid=(10, 50, 100), quick=(50,),
           help="round-trip time added by the router, ms"),
@@ -78,6 +63,11 @@ METRICS = [
            Tolerance(abs=0.0, rel=0.10, min_rtt_frac=0.10)),
 ]
 X = "rtt_ms"
+FIGURE = Bars("How many round trips does each TLS handshake cost before the first byte?",
+              (("round trips", "handshake_rtts"),), x="mode", unit="round trips", ylabel="network",
+              labels={"tls12_full": "TLS 1.2 full", "tls12_resumed": "TLS 1.2 resumed (ticket)",
+                      "tls13_full": "TLS 1.3 full", "tls13_psk": "TLS 1.3 resumed (PSK)",
+                      "tls13_0rtt": "TLS 1.3 0-RTT early data"})
 PORT = 4433
 #: One line long enough that no TLS 1.3 encrypted handshake message (Finished <= 69
 #: bytes) can be mistaken for it.
@@ -98,7 +88,7 @@ def predict(params: dict, kernel: dict) -> dict:
     return {"handshake_rtts": float(n), "handshake_ms": n * float(params["rtt_ms"])}
 
 
-def run_client(lab, ctx, mode: Mode, resume: bool, want_ticket: bool) -> ClientReport:
+def run_client(lab, ctx, mode: Handshake, resume: bool, want_ticket: bool) -> ClientReport:
     """One s_client connection that sends PAYLOAD (as early data too in 0-RTT mode).
     With WANT_TICKET it stays open until the server's session ticket has been saved
     (TLS 1.3 sends tickets after the handshake); that session is resumed next."""

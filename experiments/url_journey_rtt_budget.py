@@ -31,7 +31,7 @@ from wirelab.measure.tap import Tap, run_tapped, timelines
 from wirelab.models.tcp import formula_rounds, iw_of, mss_from_kernel
 from wirelab.models.tls import PROTOCOL_NAME, handshake_round_trips
 from wirelab.peers import dns, web
-from wirelab.spec import Choice, Metric, Param, Tolerance
+from wirelab.spec import Choice, Metric, Param, Tolerance, Waterfall
 from wirelab.spec.context import EXCLUDED
 from wirelab.topologies.web_with_resolver import WebWithResolver
 
@@ -86,6 +86,9 @@ METRICS += [Metric("curl_overhead_ms", "what curl -w reports beyond the packets'
                    "time and the ends' processing (worst phase)",
                    Tolerance(abs=CURL_OVERHEAD_MS, rel=0.0, below=0.5), plot=False)]
 X = "rtt_ms"
+FIGURE = Waterfall("Where do the round trips before a page's first byte go?", (("DNS", "namelookup_ms"), (
+    "TCP", "connect_ms"), ("TLS", "appconnect_ms"), ("request to first byte", "starttransfer_ms"), (
+    "rest of the page", "total_ms")), rows=("rtt_ms", "dns", "tls"))
 SYSCTLS = {"*": {"net.ipv4.tcp_timestamps": "1"}}
 PAGE_BYTES = 1024          # the page: far below one initial window
 DOMAIN = "lab.test"
@@ -192,9 +195,3 @@ def trial(lab, params: dict, ctx) -> list[dict]:
                        + "on the wire (ms; network / each node's processing):\n" + describe(wire)
                        + timelines(events))
     return [_row(w, row, st.budget) for row, w in zip(rows[1:], wire[1:], strict=True)]
-
-
-def plot(run, exp, out=None):
-    """Phases in RTTs per (lookup, TLS) panel (wirelab.report.phases)."""
-    from wirelab.report.phases import phases_per_rtt
-    return phases_per_rtt(run, exp, out)

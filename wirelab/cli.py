@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     json_opt(s, "the verdict and points")
     pl = add("plot", cmd_plot, "redraw a run's figure from its files")
     pl.add_argument("run_dir")
+    pl.add_argument("--format", default="png", choices=("png", "svg", "pdf"),
+                    help="png (default), or svg / pdf for slides: plot.<format> in the run")
+    g = add("gallery", cmd_gallery, "draw every experiment's figure from stored runs on one page")
+    g.add_argument("runs", help="a folder of <experiment>/<run> directories (tests/data/runs)")
+    g.add_argument("--out", default="docs/figures", help="where the images go")
+    g.add_argument("--page", default="docs/figures.md", help="the Markdown page to write")
     add("clean", cmd_clean, "finish the cleanup of runs that died (from their ledgers)")
     return p
 
@@ -261,7 +267,7 @@ def cmd_plot(args, argv) -> int:
     from wirelab.report.plot import plot_run
     from wirelab.report.results import read_run
     run = read_run(args.run_dir)
-    print(plot_run(run, _experiment_of(run)))
+    print(plot_run(run, _experiment_of(run), fmt=args.format))
     return 0
 
 
@@ -298,6 +304,19 @@ def cmd_run(args, argv) -> int:
         print(f"results: {outcome.run_dir}")
         print(f"plot:    {outcome.run_dir / 'plot.png'}")
     return code
+
+
+def cmd_gallery(args, argv) -> int:
+    from pathlib import Path
+
+    from wirelab.run import gallery
+    runs = Path(args.runs)
+    if not runs.is_dir():
+        raise BadInput(f"{args.runs}: no such folder of stored runs")
+    for image in gallery.write(runs, Path(args.out), Path(args.page)):
+        print(image)
+    print(args.page)
+    return 0
 
 
 def cmd_up(args, argv) -> int:

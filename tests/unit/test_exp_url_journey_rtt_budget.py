@@ -299,21 +299,3 @@ def test_chaos_txt_counter_parses():
     parsed = resolver.parse_response(reply, qid)
     (rtype, rdata, _ttl), = parsed["answers"]
     assert rtype == 16 and rdata[1:1 + rdata[0]] == b"42"
-
-
-def test_phases_per_rtt_plot_from_a_written_run(exp, tmp_path):
-    from wirelab.report import results
-    from wirelab.report.phases import phases_per_rtt
-    run_dir = results.new_run_dir(exp.id, root=tmp_path)
-    results.write_manifest(run_dir, {"experiment": exp.id, "status": "completed"})
-    rows = []
-    for i, p in enumerate(exp.grid({"think_ms": "0", "dns": ["warm", "hosts"]}, quick=True)):
-        pred = exp.predict(p, KERNEL)
-        for rep in range(3):
-            rows.append({"point": i, "repeat": rep, **p,
-                         **{m: v + 3.0 for m, v in pred.items()},
-                         **{f"predicted_{m}": v for m, v in pred.items()}})
-    results.write_trials(run_dir, results.trial_columns(
-        list(exp.params), [m.name for m in exp.trial_metrics]), rows)
-    out = phases_per_rtt(results.read_run(run_dir), exp)
-    assert out.exists() and out.stat().st_size > 10_000

@@ -187,3 +187,39 @@ def timelines(events: dict[str, list[Event]]) -> str:
     t0 = min((e[0].ts for e in events.values() if e), default=None)
     return "".join(f"--- packets at {name} (ms) ---\n" + timeline(ev, t0)
                    for name, ev in events.items())
+
+
+def ladder(events: dict[str, list[Event]], nodes: list[str], title: str = "") -> dict:
+    """One exchange between tapped NODES as a packet ladder (for a figure): every packet
+    one of them sent that another received, with its departure and arrival in ms since
+    the first, what it carried, and the waits before a pure ACK (a delayed-ACK timer)."""
+    t0 = min((e.ts for n in nodes for e in events.get(n, [])), default=0.0)
+    owner: dict[str, str] = {}
+    for n in nodes:
+        for e in events.get(n, []):
+            if e.out:
+                owner.setdefault(e.seg.src, n)
+    packets, gaps = [], []
+    for n in nodes:
+        last_data_in = None
+        for e in events.get(n, []):
+            s = e.seg
+            if not e.out:
+                if s.payload:
+                    last_data_in = e
+                continue
+            peer = owner.get(s.dst)
+            arrival = next((a for a in events.get(peer or "", []) if not a.out and a.ts >= e.ts
+                            and a.seg.seq == s.seq and a.seg.flags == s.flags
+                            and len(a.seg.payload) == len(s.payload)), None)
+            if peer is None or arrival is None:
+                continue
+            kind = "data" if s.payload or s.flags & 0x03 else "ack"
+            label = f"{len(s.payload)} B" if s.payload else ("ACK" if kind == "ack" else "SYN/FIN")
+            packets.append({"from": n, "to": peer, "sent_ms": (e.ts - t0) * 1e3,
+                            "arrive_ms": (arrival.ts - t0) * 1e3, "label": label, "kind": kind})
+            if kind == "ack" and last_data_in is not None and e.ts - last_data_in.ts > 0.005:
+                gaps.append({"node": n, "from_ms": (last_data_in.ts - t0) * 1e3,
+                             "to_ms": (e.ts - t0) * 1e3,
+                             "label": f"delayed ACK\n{(e.ts - last_data_in.ts) * 1e3:.0f} ms"})
+    return {"title": title, "nodes": nodes, "packets": packets, "gaps": gaps}

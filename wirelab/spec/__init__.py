@@ -1,8 +1,11 @@
-"""What an experiment module declares: parameters, metrics and their bands, the trial
-context.  ``from wirelab.spec import Param, Choice, Metric, Tolerance, REPORTED``."""
+"""What an experiment module declares: parameters, metrics and their bands, its figure,
+the trial context.  ``from wirelab.spec import Param, Choice, Metric, Tolerance, REPORTED,
+Bars``."""
 from wirelab.spec.bands import Tolerance
 from wirelab.spec.context import TrialContext
+from wirelab.spec.figure import Bars, Rounds, Sweep, Waterfall
 from wirelab.spec.metrics import REPORTED, Metric
 from wirelab.spec.params import Choice, Param
 
-__all__ = ["Choice", "Metric", "Param", "REPORTED", "Tolerance", "TrialContext"]
+__all__ = ["Bars", "Choice", "Metric", "Param", "REPORTED", "Rounds", "Sweep", "Tolerance",
+           "TrialContext", "Waterfall"]

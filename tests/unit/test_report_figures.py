@@ -1,0 +1,167 @@
+"""Each experiment's figure, rendered without root from a quick run stored under
+tests/data/runs (made on the development machine), checked by its structure: the kind of
+chart, how many bars or lines, axis labels with units, the prediction drawn, the verdict
+in the title.  Pixels are never compared."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from matplotlib.patches import Rectangle
+
+from wirelab.report import analysis, figures
+from wirelab.report.results import read_run
+from wirelab.run import catalog
+from wirelab.spec import Bars, Rounds, Sweep, Waterfall
+
+RUNS = Path(__file__).parents[1] / "data" / "runs"
+KIND = {"tcp_handshake_one_rtt": Sweep, "tls_handshake_rtts": Bars,
+        "iw10_vs_iw1_initcwnd_sweep": Rounds, "slow_start_1MB_transfer": Rounds,
+        "keepalive_connection_slow_start_after_idle": Bars, "nagle_delayed_ack_stall": Bars,
+        "connection_pooling_latency": Bars, "http2_multiplexing_vs_http1": Bars,
+        "url_journey_rtt_budget": Waterfall}
+
+
+def stored(exp_id: str):
+    run_dir = sorted((RUNS / exp_id).iterdir())[-1]
+    return read_run(run_dir), catalog.load(exp_id)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    figures._plt().close("all")
+
+
+def drawn(exp_id: str):
+    run, exp = stored(exp_id)
+    fig = figures.render(run, exp)
+    return fig, run, exp
+
+
+def bars(ax) -> list[Rectangle]:
+    """The bars drawn (a 0-RTT handshake is a bar of height 0; legend stand-ins have no
+    width)."""
+    return [p for p in ax.patches if isinstance(p, Rectangle) and p.get_width() > 0]
+
+
+def prediction_marks(ax) -> int:
+    return sum(len(c.get_segments()) for c in ax.collections
+               if hasattr(c, "get_segments") and c.get_linewidth()[0] >= 2.5)
+
+
+def test_every_experiment_declares_the_picture_its_claim_needs():
+    assert {e.id for e in catalog.all_experiments()} == set(KIND)
+    for exp in catalog.all_experiments():
+        spec = getattr(exp.module, "FIGURE", None)
+        assert isinstance(spec, KIND[exp.id]), exp.id
+        assert spec.question.endswith("?"), exp.id           # a question, in plain words
+        # A categorical x (a mode, a TLS version) never gets the numeric sweep.
+        categorical = any(p.choices for p in exp.params.values() if p.name == exp.X)
+        assert not (categorical and isinstance(spec, Sweep)), exp.id
+
+
+@pytest.mark.parametrize("exp_id", sorted(KIND))
+def test_title_has_the_question_and_verdict_and_the_footer_the_run(exp_id):
+    fig, run, exp = drawn(exp_id)
+    verdict = analysis.verdict(analysis.of_run(exp, run))
+    title = fig._suptitle.get_text()
+    assert exp.module.FIGURE.question.split()[0] in title
+    assert f"verdict: {verdict.upper()}" in title
+    footer = " ".join(t.get_text() for t in fig.texts)
+    assert run.dir.name in footer and "kernel 6.1" in footer and "trials per point" in footer
+    w, h = fig.get_size_inches()
+    assert (w * fig.dpi, h * fig.dpi) == (1920, 1080)
+
+
+@pytest.mark.parametrize("exp_id, groups, hues, hatched", [
+    ("tls_handshake_rtts", 5, 1, 0),
+    ("connection_pooling_latency", 3, 2, 0),
+    ("http2_multiplexing_vs_http1", 3, 3, 3),          # the lossy runs: shown, not judged
+    ("keepalive_connection_slow_start_after_idle", 3, 4, 4),   # after idle: reported
+    ("nagle_delayed_ack_stall", 5, 2, 0),
+])
+def test_categorical_claims_are_grouped_bars_with_predictions(exp_id, groups, hues, hatched):
+    fig, run, exp = drawn(exp_id)
+    ax = fig.axes[0]
+    drawn_bars = bars(ax)
+    assert len(drawn_bars) == groups * hues
+    assert len([b for b in drawn_bars if b.get_hatch()]) == hatched
+    assert prediction_marks(ax) == groups * hues            # a mark across every bar
+    assert len(ax.get_xticklabels()) == groups
+    assert ax.get_ylabel().endswith("]")                    # a unit
+    assert any(t.get_text() == "prediction" for t in ax.get_legend().get_texts())
+
+
+def test_tls_counts_round_trips_on_whole_number_ticks():
+    fig, _, _ = drawn("tls_handshake_rtts")
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "network [round trips]"
+    assert all(float(t).is_integer() for t in ax.get_yticks())
+    assert [t.get_text() for t in ax.get_xticklabels()][0] == "TLS 1.2 full"
+
+
+def test_keepalive_marks_the_rto_it_read():
+    fig, run, _ = drawn("keepalive_connection_slow_start_after_idle")
+    text = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "RTO 260 ms (TCP_INFO)" in text
+
+
+def test_nagle_shows_one_stalled_request_packet_by_packet():
+    fig, run, _ = drawn("nagle_delayed_ack_stall")
+    assert len(fig.axes) == 2
+    ladder = fig.axes[1]
+    data = json.loads(sorted(run.dir.glob("raw/point*/timeline.json"))[-1].read_text())
+    arrows = [t for t in ladder.texts if getattr(t, "arrow_patch", None) is not None
+              and t.get_text() == ""]
+    assert len(arrows) == len(data["packets"]) + len(data["gaps"])
+    labels = [t.get_text() for t in ladder.texts]
+    assert labels.count("100 B") >= 2 and "ACK" in labels
+    assert any(x.startswith("delayed ACK") for x in labels)
+    assert ladder.get_ylabel() == "time [ms]" and ladder.get_ylim()[0] > ladder.get_ylim()[1]
+
+
+@pytest.mark.parametrize("exp_id, hues, traces", [("iw10_vs_iw1_initcwnd_sweep", 3, 3),
+                                                   ("slow_start_1MB_transfer", 1, 1)])
+def test_rounds_are_the_formulas_steps_with_a_cwnd_panel(exp_id, hues, traces):
+    fig, run, _ = drawn(exp_id)
+    rounds, cwnd = fig.axes[0], fig.axes[1]
+    steps = [ln for ln in rounds.get_lines() if ln.get_linestyle() == "--"]
+    assert len(steps) == hues and all(len(ln.get_xdata()) > 100 for ln in steps)
+    assert rounds.get_xlabel() == "transfer size [kB]"
+    assert rounds.get_ylabel() == "transfer time [round trips]"
+    assert len([ln for ln in cwnd.get_lines() if ln.get_linestyle() == "-"]) == traces
+    assert cwnd.get_yscale() == "log" and cwnd.get_ylabel() == "congestion window [segments]"
+
+
+def test_url_journey_is_a_waterfall_with_the_models_boundaries():
+    fig, run, exp = drawn("url_journey_rtt_budget")
+    ax = fig.axes[0]
+    pts = analysis.of_run(exp, run)
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(rows) == len(pts) == 8 and "rtt 50 ms, dns=warm, tls=1.3" in rows
+    phases = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {"DNS", "TCP", "TLS", "request to first byte", "model boundary"} <= phases
+    assert prediction_marks(ax) == 8 * 5                    # every phase boundary
+    assert ax.get_xlabel().startswith("time since the request began [ms]")
+    assert any(t.get_text().strip().endswith("RTT") for t in ax.texts)
+
+
+def test_the_handshake_sweep_keeps_predictions_dashed_and_a_pass_band():
+    fig, _, _ = drawn("tcp_handshake_one_rtt")
+    top, bottom = fig.axes[0], fig.axes[1]
+    assert len([ln for ln in top.get_lines() if ln.get_linestyle() == "--"]) == 2
+    assert bottom.collections and bottom.get_ylabel() == "excess [ms]"
+    assert top.get_xscale() == "log"                        # 1 to 50 ms: decades
+    labels = [t.get_text() for t in top.get_xticklabels()]
+    assert "1" in labels and "10" in labels
+
+
+@pytest.mark.parametrize("fmt", figures.FORMATS)
+def test_formats_for_slides(tmp_path, fmt):
+    run, exp = stored("tls_handshake_rtts")
+    out = figures.save(figures.render(run, exp), tmp_path / f"f.{fmt}")
+    assert out.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="one of"):
+        figures.save(figures.render(run, exp), tmp_path / "f.bmp")

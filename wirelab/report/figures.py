@@ -252,7 +252,7 @@ def draw_rounds(fig, gs, spec: Rounds, run, exp, pts: list[dict]):
     ax.set_ylabel("transfer time [round trips]")
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper left")
+    ax.legend(loc="best")
     ax2 = fig.add_subplot(gs[0, 1])
     traces = sorted(Path(run.dir, "raw").glob(f"point*/{spec.cwnd_file}"))
     for i, path in enumerate(traces):
@@ -273,7 +273,7 @@ def draw_rounds(fig, gs, spec: Rounds, run, exp, pts: list[dict]):
     ax2.set_title("cwnd from TCP_INFO: doubling per round")
     ax2.grid(True, which="both", alpha=0.3)
     if traces:
-        ax2.legend(loc="upper left")
+        ax2.legend(loc="best")
     return fig
 
 

@@ -19,6 +19,15 @@ fail() {
     exit 1
 }
 
+# A host directory through hostfs.  The host path is the mount's whole data string, which
+# only the classic mount(2) call passes as it is: util-linux 2.39+ (Debian 13) goes
+# through the new mount API by default, where hostfs wants "hostfs=PATH" and rejects the
+# bare path; LIBMOUNT_FORCE_MOUNT2 makes it use mount(2), which every kernel accepts
+# (util-linux 2.38 ignores the variable and uses mount(2) anyway).
+hostfs_mount() {
+    LIBMOUNT_FORCE_MOUNT2=always mount -t hostfs none "$1" -o "$2"
+}
+
 mount -t proc proc /proc || fail "cannot mount /proc"
 # Read the boot settings before /tmp (where the control directory lives on
 # the host) is covered by the guest's own tmpfs.
@@ -48,11 +57,11 @@ mkdir -p $N/run/lock $N/run/netns $N/run/openvswitch $N/run/wirelab-ctl
 # Open vSwitch keeps its database in /etc/openvswitch and logs in /var/log:
 # both are private to the guest through the overlay; start from an empty db.
 rm -f $N/etc/openvswitch/conf.db $N/etc/openvswitch/.conf.db.~lock~ 2>/dev/null
-mount -t hostfs none $N/run/wirelab-ctl -o "$WIRELAB_CTL" || fail "cannot mount the control directory"
+hostfs_mount $N/run/wirelab-ctl "$WIRELAB_CTL" || fail "cannot mount the control directory"
 if [ -n "$PROJECT" ]; then
     # (A project under /tmp has no mount point in the guest's fresh /tmp.)
     mkdir -p "$N$PROJECT"
-    mount -t hostfs none "$N$PROJECT" -o "$PROJECT" || fail "cannot mount the project directory $PROJECT"
+    hostfs_mount "$N$PROJECT" "$PROJECT" || fail "cannot mount the project directory $PROJECT"
 fi
 # Other directories the host asked to see written through (a results directory
 # outside the project), one absolute path a line; then folders the command only
@@ -62,14 +71,14 @@ if [ -f "$N/run/wirelab-ctl/rw_dirs" ]; then
     while IFS= read -r dir; do
         [ -n "$dir" ] || continue
         mkdir -p "$N$dir"
-        mount -t hostfs none "$N$dir" -o "$dir" || fail "cannot mount $dir"
+        hostfs_mount "$N$dir" "$dir" || fail "cannot mount $dir"
     done < "$N/run/wirelab-ctl/rw_dirs"
 fi
 if [ -f "$N/run/wirelab-ctl/ro_dirs" ]; then
     while IFS= read -r dir; do
         [ -n "$dir" ] || continue
         mkdir -p "$N$dir"
-        mount -t hostfs none "$N$dir" -o "$dir" || fail "cannot mount $dir"
+        hostfs_mount "$N$dir" "$dir" || fail "cannot mount $dir"
         mount -o remount,ro "$N$dir" || fail "cannot make $dir read-only"
     done < "$N/run/wirelab-ctl/ro_dirs"
 fi

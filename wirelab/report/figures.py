@@ -24,7 +24,7 @@ import textwrap
 from pathlib import Path
 
 from wirelab.report import analysis
-from wirelab.spec.figure import Bars, Rounds, Sweep, Waterfall
+from wirelab.spec.figure import Bars, Rounds, Schedule, Sweep, Waterfall
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
            "#000000")
@@ -331,6 +331,40 @@ def draw_waterfall(fig, gs, spec: Waterfall, run, exp, pts: list[dict]):
     return fig
 
 
+def draw_schedule(fig, gs, spec: Schedule, run, exp, pts: list[dict]):
+    ax = fig.add_subplot(gs[0, 0])
+    varying = [n for n in exp.params if len({p["params"][n] for p in pts}) > 1]
+    t_max = 1.0
+    for yi, p in enumerate(pts):
+        path = Path(run.dir, "raw", f"point{p['point']:03d}", spec.file)
+        trials = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        for k, tr in enumerate(trials):
+            y = yi + (k - (len(trials) - 1) / 2) * 0.08
+            ax.plot(tr["events"], [y] * len(tr["events"]), "o", color=PALETTE[0], ms=9,
+                    alpha=0.8, label=spec.event if yi == 0 and k == 0 else None)
+            if tr.get("end") is not None:
+                ax.plot([tr["end"]], [y], "X", color=PALETTE[3], ms=13,
+                        label=spec.end if yi == 0 and k == 0 else None)
+            t_max = max([t_max, tr.get("end") or 0.0, *tr["events"]])
+        if trials:
+            pred = trials[0]
+            ax.vlines(pred["predicted"], yi - 0.3, yi + 0.3, colors="black", lw=2,
+                      label="kernel's schedule" if yi == 0 else None)
+            if pred.get("predicted_end") is not None:
+                ax.vlines([pred["predicted_end"]], yi - 0.35, yi + 0.35, colors=PALETTE[3],
+                          lw=3, linestyles="--", label="predicted give-up" if yi == 0 else None)
+    ax.set_yticks(range(len(pts)), [_label(exp, p["params"], varying, spec.labels) or exp.id
+                                    for p in pts])
+    ax.invert_yaxis()
+    if t_max > 20:
+        ax.set_xscale("symlog", linthresh=1.0)
+        _decade_ticks(ax.xaxis)
+    ax.set_xlabel("time since the first transmission [s]")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncols=4, frameon=False)
+    return fig
+
+
 def draw_sweep(fig, gs, spec: Sweep, run, exp, pts: list[dict]):
     ax = fig.add_subplot(gs[0, 0])
     ax2 = fig.add_subplot(gs[1, 0], sharex=ax)
@@ -383,6 +417,9 @@ def render(run, exp):
         elif isinstance(spec, Rounds):
             fig, gs = _frame(run, exp, spec.question, pts, ncols=2, width_ratios=[3, 2])
             draw_rounds(fig, gs, spec, run, exp, pts)
+        elif isinstance(spec, Schedule):
+            fig, gs = _frame(run, exp, spec.question, pts)
+            draw_schedule(fig, gs, spec, run, exp, pts)
         elif isinstance(spec, Waterfall):
             fig, gs = _frame(run, exp, spec.question, pts)
             draw_waterfall(fig, gs, spec, run, exp, pts)

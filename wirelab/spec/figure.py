@@ -51,3 +51,16 @@ class Sweep:
     """Metrics against a numeric parameter: measured medians with whiskers, predictions
     dashed; a second panel with the excess over the prediction and its pass band."""
     question: str
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Events in time, one row per grid point: what was sent again and when the
+    connection gave up, as each trial recorded them in raw/pointNNN/FILE (JSON lines:
+    {"events": [s...], "end": s, "predicted": [s...], "predicted_end": s}), against the
+    kernel's schedule.  Time on a log axis when it spans decades."""
+    question: str
+    file: str = "schedule.jsonl"
+    event: str = "SYN sent"
+    end: str = "connect() fails (ETIMEDOUT)"
+    labels: dict = field(default_factory=dict)

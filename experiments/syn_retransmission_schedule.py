@@ -85,7 +85,7 @@ def predict(params: dict, kernel: dict) -> dict:
 def misses(measured: list[float], nominal: list[float]) -> int:
     """SYNs that left early or too late (or are missing, or extra)."""
     late = [n * (1 + _LATE.rel) + _LATE.abs for n in nominal]
-    inside = sum(1 for m, n, hi in zip(measured, nominal, late) if n - 0.002 <= m <= hi)
+    inside = sum(1 for m, n, hi in zip(measured, nominal, late, strict=False) if n - 0.002 <= m <= hi)
     return max(len(measured), len(nominal)) - inside
 
 

@@ -44,6 +44,11 @@ def rule(node, *args: str, table: str = "filter") -> None:
     node.run([iptables(), "-w", "-t", table, "-A", *args])
 
 
+def delete(node, *args: str, table: str = "filter") -> None:
+    """Delete the rule ARGS (as given to :func:`rule`) in NODE."""
+    node.run([iptables(), "-w", "-t", table, "-D", *args])
+
+
 def drop_nth(node, n: int, *match: str, chain: str = "FORWARD") -> None:
     """Drop exactly one packet in NODE: the N-th (0 = the first) that MATCH selects, as a
     one-shot fault (the statistic match's counter counts matching packets only)."""

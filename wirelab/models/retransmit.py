@@ -13,8 +13,10 @@ and its time-based give-up, keep-alive probing, as Linux computes them.
   doubles up to TCP_RTO_MAX = 120 s; the connection is abandoned once the time since the
   first unacknowledged transmission reaches the time N = ``tcp_retries2`` doublings of
   TCP_RTO_MIN would take: (2^(N+1) - 1) x 0.2 s for N <= 9, then 120 s per further
-  retry: 12.6 s at N = 5, 924.6 s at the default 15.  The check happens when a timer
-  fires, so the error comes at the first expiry at or after that time.
+  retry: 12.6 s at N = 5, 924.6 s at the default 15, counted from the first
+  retransmission by the RTO timer (a tail loss probe comes before it and does not count).
+  The check happens when a timer fires, so the error comes at the first expiry at or
+  after that time.
 * Keep-alive: an idle connection sends a probe after TCP_KEEPIDLE, then every
   TCP_KEEPINTVL; after TCP_KEEPCNT unanswered probes it is reset: idle + cnt x intvl
   (defaults 7200 s + 9 x 75 s = 2 h 11 min 15 s).
@@ -88,25 +90,30 @@ def data_schedule(rto0_s: float, retries2: int, user_timeout_s: float | None = N
                   probe_s: float | None = None) -> tuple[list[float], float]:
     """(times of every retransmission after the first transmission at 0, when the
     connection is abandoned).  A tail loss probe, if PROBE_S is given, goes first; the
-    RTO timer then runs from it: RTO0, doubling, capped at TCP_RTO_MAX.  The error comes
-    at the first expiry at or after the give-up time (the user timeout, when set,
-    replaces the model's and clamps the last wait)."""
+    RTO timer then runs from it: RTO0, doubling, capped at TCP_RTO_MAX.  The give-up
+    clock starts at the first retransmission the RTO timer sends (``retrans_stamp``, set
+    by ``tcp_retransmit_skb()``; a loss probe does not set it): the error comes at the
+    first expiry at or after that plus the model's time, or that plus the user timeout,
+    to which the last wait is clamped."""
     limit = user_timeout_s if user_timeout_s is not None else model_timeout_s(retries2)
     waits = [probe_s] if probe_s is not None else []
     times: list[float] = []
-    t, doublings = 0.0, 0
+    t, doublings, start = 0.0, 0, None
     while True:
-        if waits:
+        probing = bool(waits)
+        if probing:
             wait = waits.pop(0)
         else:
             wait = min(rto0_s * 2 ** doublings, TCP_RTO_MAX_S)
             doublings += 1
-        if user_timeout_s is not None:
-            wait = min(wait, max(user_timeout_s - t, 0.0))
+        if user_timeout_s is not None and start is not None:
+            wait = min(wait, max(start + user_timeout_s - t, 0.0))
         t += wait
-        if t >= limit - 1e-9:
+        if start is not None and t - start >= limit - 1e-9:
             return times, t
         times.append(t)
+        if start is None and not probing:
+            start = t
 
 
 def keepalive_detection_s(idle_s: float = KEEPALIVE_TIME_S, intvl_s: float = KEEPALIVE_INTVL_S,

@@ -16,18 +16,13 @@ system defaults, 7200 s + 9 x 75 s = 2 h 11 min 15 s, are predicted, not run.
 """
 from __future__ import annotations
 
-import errno
 import json
-import socket
-import threading
-import time
 
 from wirelab.errors import LabError
-from wirelab.lab import firewall
 from wirelab.measure.tap import Tap, tapped
 from wirelab.models.retransmit import data_schedule, keepalive_detection_s, loss_probe_s
 from wirelab.models.timers import hz_of, nominal_rto_ms, rto_min_of
-from wirelab.peers.listener import Listener
+from wirelab.peers.partition import EchoHolder, until_dead
 from wirelab.spec import Choice, Metric, Param, Schedule, Tolerance
 from wirelab.topologies.routed_path import RoutedPath
 
@@ -83,65 +78,19 @@ def predict(params: dict, kernel: dict) -> dict:
     return {"detect_s": fail, "sent_count": float(len(sent))}
 
 
-class _Holder(Listener):
-    """Echoes a byte for what it reads, one thread per connection (a connection cut off
-    stays blocked until the lab goes)."""
-
-    def handle(self, conn: socket.socket) -> None:
-        threading.Thread(target=self._echo, args=(conn.dup(),), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn: socket.socket) -> None:
-        with conn:
-            try:
-                while data := conn.recv(1024):
-                    conn.sendall(data[:1])
-            except OSError:
-                return
-
-
 def prepare(lab, params: dict, ctx) -> None:
-    server = _Holder(lab["h2"], PORT, name="holder")
+    server = EchoHolder(lab["h2"], PORT, name="holder")
     lab.undo.push("stop the server", server.close)
     ctx.state.tap = Tap(lab["h1"])
     lab.undo.push("close the tap", ctx.state.tap.close)
 
 
-def _until_dead(lab, case: str) -> float:
-    """Open, exchange a byte, cut the peer off, wait for the error; its wall-clock time."""
-    sock = lab["h1"].socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for opt, v in ((socket.TCP_KEEPIDLE, KEEPIDLE_S), (socket.TCP_KEEPINTVL, KEEPINTVL_S),
-                   (socket.TCP_KEEPCNT, KEEPCNT)):
-        sock.setsockopt(socket.IPPROTO_TCP, opt, v)
-    if case == "user_timeout":
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
-    cut = ("INPUT", "-s", lab["h1"].ip(), "-p", "tcp", "--sport", "1024:65535", "-j", "DROP")
-    sock.settimeout(10)
-    sock.connect((lab["h2"].ip(), PORT))
-    sock.sendall(b"x")
-    if sock.recv(1) != b"x":
-        raise LabError("the server did not echo")
-    firewall.rule(lab["h2"], *cut)
-    try:
-        if case != "keepalive":
-            sock.sendall(b"d" * 100)
-        sock.settimeout(60)
-        try:
-            sock.recv(1)
-            raise LabError("the dead peer answered")
-        except OSError as e:
-            if e.errno != errno.ETIMEDOUT:
-                raise LabError(f"recv() failed with {e!r}, not ETIMEDOUT") from e
-            return time.time()
-    finally:
-        sock.close()
-        firewall.delete(lab["h2"], *cut)
-
-
 def trial(lab, params: dict, ctx) -> dict:
     case = params["case"]
-    failed_at, events = tapped({"h1": ctx.state.tap}, lambda: _until_dead(lab, case))
+    failed_at, events = tapped({"h1": ctx.state.tap}, lambda: until_dead(
+        lab["h1"], lab["h2"], PORT, keepalive=(KEEPIDLE_S, KEEPINTVL_S, KEEPCNT),
+        user_timeout_ms=USER_TIMEOUT_MS if case == "user_timeout" else None,
+        write=b"" if case == "keepalive" else b"d" * 100))
     mine = [e for e in events["h1"] if e.seg.proto == 6 and PORT in (e.seg.sport, e.seg.dport)]
     heard = [e.ts for e in mine if not e.out]
     data = [e for e in mine if e.out and len(e.seg.payload) == 100]

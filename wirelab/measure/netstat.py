@@ -49,3 +49,11 @@ def read_counter(ns: str, group: str, name: str) -> int:
         with open(NETSTAT) as f:
             text = f.read()
     return counter(text, group, name)
+
+
+def read_counters(ns: str, group: str, names) -> dict[str, int]:
+    """Several GROUP counters of namespace NS at one moment."""
+    with netns.entered(ns):
+        with open(NETSTAT) as f:
+            text = f.read()
+    return {n: counter(text, group, n) for n in names}

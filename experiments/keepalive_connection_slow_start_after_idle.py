@@ -41,7 +41,7 @@ PARAMS = [
     Param("idle_s", default=1.0, min=0.01, max=30.0, grid=(0.05, 1.0, 5.0), quick=(0.05, 1.0),
           help="idle gap before each reused response, s"),
     Choice("slow_start_after_idle", ("1", "0"), default="1", grid=("1", "0"), quick=("1", "0"),
-           help="the server's net.ipv4.tcp_slow_start_after_idle (1 = restart cwnd after idle)"),
+           help="1 = restart cwnd after idle", sysctl="net.ipv4.tcp_slow_start_after_idle"),
     Param("rtt_ms", default=50, min=10, max=500, grid=(50,), quick=(50,),
           help="round-trip time added by the router, ms (>= 10: rounds are counted from times)"),
 ]

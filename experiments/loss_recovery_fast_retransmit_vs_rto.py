@@ -17,6 +17,7 @@ the full grid.
 """
 from __future__ import annotations
 
+import contextlib
 import socket
 
 from wirelab.errors import LabError
@@ -42,9 +43,9 @@ PARAMS = [
     Choice("case", CASES, default="middle", grid=CASES, quick=CASES,
            help="which segment is lost: one mid-flight, the last, or the last and its probe"),
     Choice("recovery", ("1", "0"), default="1", grid=("1", "0"), quick=("1",),
-           help="net.ipv4.tcp_recovery (1: RACK loss detection)"),
+           help="net.ipv4.tcp_recovery (1: RACK loss detection)", sysctl="net.ipv4.tcp_recovery"),
     Choice("sack", ("1", "0"), default="1", grid=("1", "0"), quick=("1",),
-           help="net.ipv4.tcp_sack on both ends"),
+           help="net.ipv4.tcp_sack on both ends", sysctl="net.ipv4.tcp_sack"),
     Param("rtt_ms", default=50, min=10, max=500, grid=(50,), quick=(50,),
           help="round-trip time added by the router, ms"),
 ]
@@ -80,12 +81,16 @@ def predict(params: dict, kernel: dict) -> dict:
     comes one r after the tail left, leaving one packet in flight, and re-arms the probe
     timer for min(2 srtt + TCP_RTO_MIN, RTO) (``tcp_schedule_loss_probe(sk, true)``: the
     cap is the whole RTO when an ACK advanced it).  tail_twice: the probe is lost too; the
-    RTO timer, re-armed when the probe left, fires one RTO later."""
-    r = float(params["rtt_ms"])
+    RTO timer, re-armed when the probe left, fires one RTO later.  Without SACK there is
+    no probe (tcp_schedule_loss_probe needs it): the RTO from the last ACK, then twice it."""
+    r, case = float(params["rtt_ms"]), params["case"]
     rto = nominal_rto_ms(r, hz_of(kernel), rto_min_of(kernel))
+    if str(params["sack"]) == "0" and case != "middle":
+        return {"recovery_ms": r + rto + (2 * rto if case == "tail_twice" else 0.0),
+                "mechanism_code": TIMEOUT}
     probe = r + 1e3 * loss_probe_s(r / 1e3, rto / 1e3, packets_out=1)
     times = {"middle": r, "tail": probe, "tail_twice": probe + rto}
-    return {"recovery_ms": times[params["case"]], "mechanism_code": MECHANISM[params["case"]]}
+    return {"recovery_ms": times[case], "mechanism_code": MECHANISM[case]}
 
 
 def _marker(k: int) -> bytes:
@@ -101,14 +106,18 @@ def response(case: str) -> bytes:
 
 
 class _Sender(Listener):
-    """Sends BODY on every connection, then closes it."""
+    """Sends BODY on every connection and waits for the client to close: a FIN of ours
+    after the tail would be SACKed and turn a tail loss into a fast retransmit."""
 
     def __init__(self, node, port: int, body: bytes):
         self.body = body
         super().__init__(node, port, name="sender")
 
     def handle(self, conn: socket.socket) -> None:
-        conn.sendall(self.body)
+        conn.settimeout(30)
+        with contextlib.suppress(OSError):      # the trial reports a short response
+            conn.sendall(self.body)
+            conn.recv(1)
 
 
 def _drop_rules(case: str) -> list[tuple[str, ...]]:

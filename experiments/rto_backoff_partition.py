@@ -34,8 +34,8 @@ TEXT_SAYS = "Initial RTO: ~1 second. Doubles on each retry: 1s -> 2s -> 4s -> 8s
 TOPOLOGY = RoutedPath
 NEEDS = {"netem"}
 PARAMS = [
-    Param("retries2", default=15, min=1, max=15, type=int, grid=(5, 8, 15), quick=(5,),
-          help="net.ipv4.tcp_retries2 in the client's namespace"),
+    Param("retries2_count", default=15, min=1, max=15, type=int, grid=(5, 8, 15), quick=(5,),
+          help="net.ipv4.tcp_retries2 in the client's namespace", sysctl="net.ipv4.tcp_retries2"),
     Param("user_timeout_ms", default=0, min=0, max=600_000, type=int, grid=(0, 3000),
           quick=(0, 3000), help="TCP_USER_TIMEOUT on the socket, ms (0: not set)"),
     Param("rtt_ms", default=50, min=1, max=500, grid=(10, 50), quick=(50,),
@@ -54,7 +54,7 @@ METRICS = [
     Metric("retrans_count", "retransmissions before giving up",
            Tolerance(abs=0.0, rel=0.0, symmetric=True), plot=False),
 ]
-X = "retries2"
+X = "retries2_count"
 FIGURE = Schedule("How soon is unanswered data sent again, and when does the connection give up?",
                   event="retransmission", end="recv() fails (ETIMEDOUT)")
 PORT = 7301
@@ -62,14 +62,14 @@ WARM_WRITES, WARM_GAP_S = 4, 0.1
 
 
 def lab_sysctls(params: dict) -> dict:
-    return {"h1": {"net.ipv4.tcp_retries2": str(int(params["retries2"]))}}
+    return {"h1": {"net.ipv4.tcp_retries2": str(int(params["retries2_count"]))}}
 
 
 def schedule(params: dict, kernel: dict) -> tuple[list[float], float]:
     r = float(params["rtt_ms"]) / 1e3
     rto = nominal_rto_ms(r * 1e3, hz_of(kernel), rto_min_of(kernel)) / 1e3
     user = int(params["user_timeout_ms"]) / 1e3 or None
-    return data_schedule(rto, int(params["retries2"]), user, loss_probe_s(r, rto))
+    return data_schedule(rto, int(params["retries2_count"]), user, loss_probe_s(r, rto))
 
 
 def predict(params: dict, kernel: dict) -> dict:
@@ -81,7 +81,7 @@ def predict(params: dict, kernel: dict) -> dict:
 def note(entry: dict) -> str:
     p = entry["params"]
     given = f"TCP_USER_TIMEOUT {int(p['user_timeout_ms']) / 1e3:g} s" if int(p["user_timeout_ms"]) \
-        else f"tcp_retries2 = {p['retries2']}: model {model_timeout_s(int(p['retries2'])):g} s"
+        else f"tcp_retries2 = {p['retries2_count']}: model {model_timeout_s(int(p['retries2_count'])):g} s"
     return f"{given} from the first RTO retransmission; the course's 1 s is the SYN's, not data's"
 
 

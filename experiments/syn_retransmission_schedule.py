@@ -40,8 +40,8 @@ CASES = ("sysctl", "syncnt", "user_timeout")
 PARAMS = [
     Choice("case", CASES, default="sysctl", grid=CASES, quick=CASES,
            help="what bounds the attempt: the sysctl, TCP_SYNCNT=1, or TCP_USER_TIMEOUT=2500 ms"),
-    Param("syn_retries", default=6, min=1, max=10, type=int, grid=(2, 3, 6), quick=(2,),
-          help="net.ipv4.tcp_syn_retries in the client's namespace"),
+    Param("syn_retries_count", default=6, min=1, max=10, type=int, grid=(2, 3, 6), quick=(2,),
+          help="net.ipv4.tcp_syn_retries in the client's namespace", sysctl="net.ipv4.tcp_syn_retries"),
     Param("rtt_ms", default=50, min=1, max=1000, grid=(50,), quick=(50,),
           help="round-trip time added by the router, ms"),
 ]
@@ -57,14 +57,14 @@ METRICS = [
     Metric("schedule_miss_count", "SYNs outside [nominal, nominal x 1.13 + 0.05 s]", _EXACT,
            plot=False),
 ]
-X = "syn_retries"
+X = "syn_retries_count"
 FIGURE = Schedule("When is an unanswered SYN sent again, and when does connect() give up?", labels={
     "sysctl": "tcp_syn_retries", "syncnt": "TCP_SYNCNT=1", "user_timeout": "TCP_USER_TIMEOUT=2.5 s"})
 PORT = 7101
 
 
 def lab_sysctls(params: dict) -> dict:
-    return {"h1": {"net.ipv4.tcp_syn_retries": str(int(params["syn_retries"]))}}
+    return {"h1": {"net.ipv4.tcp_syn_retries": str(int(params["syn_retries_count"]))}}
 
 
 def schedule(params: dict, kernel: dict) -> tuple[list[float], float]:
@@ -72,7 +72,7 @@ def schedule(params: dict, kernel: dict) -> tuple[list[float], float]:
     case, linear = params["case"], linear_timeouts(kernel)
     if case == "syncnt":
         return syn_schedule(SYNCNT, linear)
-    retries = int(params["syn_retries"])
+    retries = int(params["syn_retries_count"])
     return syn_schedule(retries, linear, USER_TIMEOUT_MS / 1e3 if case == "user_timeout" else None)
 
 

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     json_opt(ls, "the list")
     ls.add_argument("--markdown", action="store_true",
                     help="the whole claims catalog as Markdown (what docs/claims.md holds)")
+    ls.add_argument("--sysctl", metavar="NAME",
+                    help="the experiments that sweep this sysctl and plot its effect "
+                    "(tcp_retries2 or net.ipv4.tcp_retries2); 'all' lists every such sysctl")
 
     r = add("run", cmd_run, "run an experiment and compare it with its prediction")
     r.add_argument("experiment", help="a name from `wirelab list`, or a path to an "
@@ -225,10 +228,27 @@ def cmd_list(args, argv) -> int:
         print(claims_markdown(catalog.claims(), catalog.all_experiments()), end="")
         return 0
     exps = [catalog.load(args.name)] if args.name else catalog.all_experiments()
+    if args.sysctl:
+        return _list_sysctl(args.sysctl, exps, as_json=args.json)
     if args.json:
         print(json.dumps([listing.as_json(e) for e in exps], indent=1))
     else:
         print("\n".join(listing.as_text(e, full=bool(args.name)) for e in exps))
+    return 0
+
+
+def _list_sysctl(name: str, exps: list, as_json: bool) -> int:
+    from wirelab.report import listing
+    swept = listing.swept_sysctls(exps)
+    found = {s: uses for s, uses in swept.items() if name == "all" or listing.sysctl_matches(name, s)}
+    if not found:
+        raise BadInput(f"--sysctl {name!r}: no experiment sweeps it; swept sysctls: "
+                       f"{', '.join(swept) or 'none'}")
+    if as_json:
+        print(json.dumps({s: [{"experiment": e.id, "parameter": p.name, "grid": list(p.grid)}
+                              for e, p in uses] for s, uses in found.items()}, indent=1))
+    else:
+        print("\n".join(listing.sysctl_text(s, uses) for s, uses in found.items()))
     return 0
 
 

@@ -219,6 +219,108 @@ def check_http2_multiplexing_vs_http1(doc, run):
     assert "--- packets at h1 (ms) ---" in raw and "--- packets at h2 (ms) ---" in raw
 
 
+def _schedules(run, point: int) -> list[dict]:
+    path = run.dir / f"raw/point{point:03d}/schedule.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _on_schedule(trial: dict, rel: float, abs_s: float, early_s: float = 0.002) -> None:
+    """Every event at or after the kernel's time (EARLY_S: 2 ms for the tap's clock), late
+    by at most REL x nominal + ABS_S, none missing, none extra; the same for the error."""
+    assert len(trial["events"]) == len(trial["predicted"]), trial
+    for got, want in zip(trial["events"], trial["predicted"], strict=True):
+        assert want - early_s <= got <= want * (1 + rel) + abs_s, trial
+    assert trial["predicted_end"] <= trial["end"] <= trial["predicted_end"] * (1 + rel) + abs_s, trial
+
+
+def check_syn_retransmission_schedule(doc, run):
+    pts = {p["params"]["case"]: p for p in doc["points"]}
+    assert set(pts) == {"sysctl", "syncnt", "user_timeout"}
+    # 6.1: pure doubling, no linear steps (SYNs at 0, 1, 3 s; ETIMEDOUT at 7 s)
+    assert pts["sysctl"]["predicted"] == {"etimedout_s": 7.0, "last_syn_s": 3.0, "syn_count": 3.0,
+                                          "schedule_miss_count": 0.0}
+    assert pts["syncnt"]["predicted"]["etimedout_s"] == 3.0
+    assert pts["user_timeout"]["predicted"]["etimedout_s"] == 2.5
+    for i, point in enumerate(run.manifest["points"]):
+        assert point["effective_sysctls"]["h1"]["net.ipv4.tcp_syn_retries"] == "2"
+        trials = _schedules(run, i)
+        assert len(trials) == pts[point["params"]["case"]]["n"]
+        for trial in trials:
+            _on_schedule(trial, 0.13, 0.05)
+
+
+def check_rto_backoff_partition(doc, run):
+    pts = {p["params"]["user_timeout_ms"]: p for p in doc["points"]}
+    assert set(pts) == {0, 3000}
+    for p in pts.values():
+        m = p["measured"]
+        # the first retransmission is the loss probe, well under the course's 1 s
+        assert 0.25 <= m["first_retrans_s"] <= 0.35 and m["backoff_ratio"] == pytest.approx(2, abs=0.15)
+    assert 16.64 <= pts[0]["measured"]["abort_s"] <= 16.64 * 1.13 + 0.05
+    assert 3.52 <= pts[3000]["measured"]["abort_s"] <= 3.52 * 1.13 + 0.05
+    for i, point in enumerate(run.manifest["points"]):
+        assert point["effective_sysctls"]["h1"]["net.ipv4.tcp_retries2"] == "5"
+        for trial in _schedules(run, i):
+            _on_schedule(trial, 0.13, 0.05)
+            waits = [b - a for a, b in zip(trial["events"][1:], trial["events"][2:], strict=False)]
+            assert all(1.8 <= b / a <= 2.2 for a, b in zip(waits, waits[1:], strict=False)), trial
+
+
+def check_keepalive_dead_peer_detection(doc, run):
+    pts = {p["params"]["case"]: p for p in doc["points"]}
+    assert set(pts) == {"keepalive", "data", "user_timeout"}
+    want = {"keepalive": (5.0, 3), "data": (14.08, 6), "user_timeout": (3.44, 4)}
+    for case, (detect, sent) in want.items():
+        m = pts[case]["measured"]
+        assert detect <= m["detect_s"] <= detect * 1.05 + 0.3 and m["sent_count"] == sent, case
+    # Keep-alive compares idle time in jiffies (keepalive_time_elapsed): a probe may
+    # leave up to one tick before the idle time the tap measures.
+    jiffy = 1.0 / run.manifest["kernel"]["hz"]["hz"]
+    for i in range(len(run.manifest["points"])):
+        for trial in _schedules(run, i):
+            _on_schedule(trial, 0.05, 0.3, early_s=jiffy + 0.002)
+
+
+def check_loss_recovery_fast_retransmit_vs_rto(doc, run):
+    want = {"middle": (50.0, 1.0, 2), "tail": (310.0, 2.0, 2), "tail_twice": (570.0, 3.0, 3)}
+    assert {p["params"]["case"] for p in doc["points"]} == set(want)
+    # every trial, not only the median: recovered by the case's mechanism, in its time
+    for row in run.rows:
+        ms, code, _ = want[row["case"]]
+        assert float(row["mechanism_code"]) == code, row
+        assert ms <= float(row["recovery_ms"]) <= ms * 1.2, row
+    for i, point in enumerate(run.manifest["points"]):
+        _, code, sent = want[point["params"]["case"]]
+        for line in _rows_plain(run.dir / f"raw/point{i:03d}/recoveries.csv"):
+            counters = dict(kv.split("=") for kv in line[2:])
+            assert int(line[1]) == sent, line        # the marked segment's transmissions
+            assert (int(counters["TCPFastRetrans"]) > 0) == (code == 1.0), line
+            assert (int(counters["TCPTimeouts"]) > 0) == (code == 3.0), line
+
+
+def check_reachability_tools_ping_vs_tcp_refused_vs_drop(doc, run):
+    outcome = {"ping": 2, "open": 0, "closed": 1, "reject_rst": 1, "reject_icmp": 1, "drop": 2}
+    assert {p["params"]["case"] for p in doc["points"]} == set(outcome)
+    for row in run.rows:
+        case, ms = row["case"], float(row["time_ms"])
+        assert float(row["outcome_code"]) == outcome[case], row
+        # one round trip to an answer; a dropped probe or SYN waits the whole timeout
+        lo = 2500.0 if outcome[case] == 2 else 50.0
+        assert lo <= ms <= lo + 1.0 + 0.02 * lo, row
+    for i, point in enumerate(run.manifest["points"]):
+        for line in _rows_plain(run.dir / f"raw/point{i:03d}/attempts.csv"):
+            syns = [float(x) for x in line[3].split()]
+            if point["params"]["case"] == "drop":   # the SYN and its 1 s retransmission
+                assert len(syns) == 2 and 1000.0 <= syns[1] <= 1000.0 * 1.13 + 50, line
+            else:
+                assert len(syns) == (0 if point["params"]["case"] == "ping" else 1), line
+
+
+def _rows_plain(path: Path) -> list[list[str]]:
+    with open(path) as f:
+        return list(csv.reader(f))
+
+
 CHECKS = {name.removeprefix("check_"): fn for name, fn in globals().items()
           if name.startswith("check_")}
 

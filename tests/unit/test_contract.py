@@ -93,3 +93,19 @@ def test_sysctls_stay_in_a_namespace(exp):
         assert set(sysctls) <= nodes, f"sysctls for unknown nodes {set(sysctls) - nodes}"
         for values in sysctls.values():
             assert all(name.startswith("net.") for name in values)
+
+
+def test_a_parameter_naming_a_sysctl_sets_it_in_the_lab(exp):
+    """`wirelab list --sysctl` points at the parameters that carry a sysctl: each must be
+    among the sysctls the lab writes, and move with the parameter's grid."""
+    for p in exp.PARAMS:
+        if not p.sysctl:
+            continue
+        assert p.sysctl.startswith("net.") and p.grid and len(p.grid) >= 2, p.name
+        seen = set()
+        for value in p.grid:
+            params = {q.name: q.parse(q.default) for q in exp.PARAMS} | {p.name: p.parse(value)}
+            written = [v[p.sysctl] for v in exp.sysctls(params).values() if p.sysctl in v]
+            assert written, f"{p.name} names {p.sysctl} but the lab never writes it"
+            seen.add(tuple(written))
+        assert len(seen) == len(p.grid), f"{p.sysctl} does not follow {p.name}"

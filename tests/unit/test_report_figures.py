@@ -13,14 +13,17 @@ from matplotlib.patches import Rectangle
 from wirelab.report import analysis, figures
 from wirelab.report.results import read_run
 from wirelab.run import catalog
-from wirelab.spec import Bars, Rounds, Sweep, Waterfall
+from wirelab.spec import Bars, Rounds, Schedule, Sweep, Waterfall
 
 RUNS = Path(__file__).parents[1] / "data" / "runs"
 KIND = {"tcp_handshake_one_rtt": Sweep, "tls_handshake_rtts": Bars,
         "iw10_vs_iw1_initcwnd_sweep": Rounds, "slow_start_1MB_transfer": Rounds,
         "keepalive_connection_slow_start_after_idle": Bars, "nagle_delayed_ack_stall": Bars,
         "connection_pooling_latency": Bars, "http2_multiplexing_vs_http1": Bars,
-        "url_journey_rtt_budget": Waterfall}
+        "url_journey_rtt_budget": Waterfall, "syn_retransmission_schedule": Schedule,
+        "rto_backoff_partition": Schedule, "keepalive_dead_peer_detection": Schedule,
+        "loss_recovery_fast_retransmit_vs_rto": Bars,
+        "reachability_tools_ping_vs_tcp_refused_vs_drop": Bars}
 
 
 def stored(exp_id: str):
@@ -81,6 +84,8 @@ def test_title_has_the_question_and_verdict_and_the_footer_the_run(exp_id):
     ("http2_multiplexing_vs_http1", 3, 3, 3),          # the lossy runs: shown, not judged
     ("keepalive_connection_slow_start_after_idle", 3, 4, 4),   # after idle: reported
     ("nagle_delayed_ack_stall", 5, 2, 0),
+    ("loss_recovery_fast_retransmit_vs_rto", 3, 1, 0),
+    ("reachability_tools_ping_vs_tcp_refused_vs_drop", 6, 1, 0),
 ])
 def test_categorical_claims_are_grouped_bars_with_predictions(exp_id, groups, hues, hatched):
     fig, run, exp = drawn(exp_id)
@@ -156,6 +161,24 @@ def test_the_handshake_sweep_keeps_predictions_dashed_and_a_pass_band():
     assert top.get_xscale() == "log"                        # 1 to 50 ms: decades
     labels = [t.get_text() for t in top.get_xticklabels()]
     assert "1" in labels and "10" in labels
+
+
+@pytest.mark.parametrize("exp_id", ["syn_retransmission_schedule", "rto_backoff_partition",
+                                    "keepalive_dead_peer_detection"])
+def test_a_schedule_draws_every_trials_events_against_the_kernels(exp_id):
+    fig, run, exp = drawn(exp_id)
+    ax = fig.axes[0]
+    pts = analysis.of_run(exp, run)
+    assert len(ax.get_yticklabels()) == len(pts)
+    trials = [json.loads(line) for f in sorted(run.dir.glob("raw/point*/schedule.jsonl"))
+              for line in f.read_text().splitlines()]
+    dots = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
+    ends = [ln for ln in ax.get_lines() if ln.get_marker() == "X"]
+    assert len(dots) == len(trials) and len(ends) == sum(t.get("end") is not None for t in trials)
+    assert sum(len(ln.get_xdata()) for ln in dots) == sum(len(t["events"]) for t in trials)
+    legend = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {"kernel's schedule", "predicted give-up", exp.module.FIGURE.end} <= legend
+    assert ax.get_xlabel() == "time since the first transmission [s]"
 
 
 @pytest.mark.parametrize("fmt", figures.FORMATS)

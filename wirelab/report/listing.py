@@ -18,7 +18,8 @@ def as_json(exp: Experiment) -> dict:
         "topology": exp.TOPOLOGY.__name__, "source": getattr(exp.module, "__file__", None),
         "parameters": [{"name": p.name, "default": p.default, "grid": list(p.grid),
                         "quick": list(p.quick or p.grid), "choices": list(p.choices),
-                        "min": p.min, "max": p.max, "help": p.help} for p in exp.PARAMS],
+                        "min": p.min, "max": p.max, "help": p.help, "sysctl": p.sysctl or None}
+                       for p in exp.PARAMS],
         "metrics": [{"name": m.name, "help": m.help, "judged": m.judged,
                      "per_point": m.per_point,
                      "band": m.tolerance.describe(m.unit_label) if m.judged else None}
@@ -52,4 +53,33 @@ def as_text(exp: Experiment, full: bool = False) -> str:
         for para in fact.split("\n\n"):
             lines += textwrap.wrap(para.replace("\n", " "), 88, initial_indent="      ",
                                    subsequent_indent="      ") + [""]
+    return "\n".join(lines)
+
+
+def sysctl_matches(name: str, sysctl: str) -> bool:
+    """NAME as a user types it (``tcp_retries2``, ``net.ipv4.tcp_retries2`` or
+    ``net/ipv4/tcp_retries2``) names SYSCTL."""
+    name = name.strip().replace("/", ".")
+    return bool(name) and (sysctl == name or sysctl.endswith("." + name))
+
+
+def swept_sysctls(exps: list[Experiment]) -> dict[str, list[tuple[Experiment, object]]]:
+    """{sysctl: [(experiment, parameter)]} for every parameter that sets a sysctl."""
+    out: dict[str, list] = {}
+    for exp in exps:
+        for p in exp.PARAMS:
+            if p.sysctl:
+                out.setdefault(p.sysctl, []).append((exp, p))
+    return dict(sorted(out.items()))
+
+
+def sysctl_text(sysctl: str, uses: list) -> str:
+    """What ``wirelab list --sysctl NAME`` prints: each experiment that sweeps SYSCTL,
+    its grid, and the command that plots the effect."""
+    lines = [f"{sysctl}: its effect is measured by"]
+    for exp, p in uses:
+        values = ",".join(str(v) for v in (p.grid or (p.default,)))
+        lines += [f"  {exp.id} (parameter {p.name}; default {p.default}, grid {list(p.grid)})",
+                  f"      {exp.CLAIM}",
+                  f"      wirelab run {exp.id} --set {p.name}={values}"]
     return "\n".join(lines)

@@ -20,6 +20,9 @@ class Param:
     help: str = ""
     #: for a categorical parameter (``cc`` in reno/cubic/bbr): the allowed values
     choices: tuple = ()
+    #: the sysctl this knob sets in the lab's namespaces (``net.ipv4.tcp_retries2``), so
+    #: ``wirelab list --sysctl`` finds the experiments that plot its effect
+    sysctl: str = ""
 
     def parse(self, raw) -> float | int | str:
         """RAW (a string from the command line, or a number) -> a checked value."""
@@ -54,12 +57,12 @@ class Param:
 
 
 def Choice(name: str, choices: tuple, default=None, grid: tuple = (), quick: tuple = (),
-           help: str = "") -> Param:
+           help: str = "", sysctl: str = "") -> Param:
     """A categorical parameter: one of CHOICES (strings)."""
     names = tuple(str(c) for c in choices)
     return Param(name, default=str(default if default is not None else names[0]), min=0,
                  max=0, grid=tuple(str(g) for g in grid), quick=tuple(str(q) for q in quick),
-                 type=str, help=help, choices=names)
+                 type=str, help=help, choices=names, sysctl=sysctl)
 
 
 def _parse_number(raw: str, typ: type) -> float | int:
@@ -75,7 +78,7 @@ def _parse_number(raw: str, typ: type) -> float | int:
 #: Units a name may end in, and how a student reads them.
 UNITS = {"ms": "ms", "s": "s", "us": "µs", "bytes": "bytes", "kb": "kB", "segs": "segments",
          "rtts": "RTTs", "pct": "%", "mbps": "Mbit/s", "pkts": "packets", "count": "count",
-         "ratio": "ratio", "x": "×", "index": "index"}
+         "ratio": "ratio", "x": "×", "index": "index", "code": "code"}
 
 
 def unit_of(name: str) -> str:

@@ -230,6 +230,29 @@ def test_list_one_experiment_in_full(capsys):
     assert "What Linux does:" in out and "metrics:" in out
 
 
+@pytest.mark.parametrize("name", ["tcp_retries2", "net.ipv4.tcp_retries2", "net/ipv4/tcp_retries2"])
+def test_list_sysctl_finds_the_experiment_that_sweeps_it(capsys, name):
+    assert cli.main(["list", "--sysctl", name]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("net.ipv4.tcp_retries2: its effect is measured by")
+    assert "wirelab run rto_backoff_partition --set retries2_count=5,8,15" in out
+
+
+def test_list_sysctl_all_and_json(capsys):
+    assert cli.main(["list", "--sysctl", "all", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {"net.ipv4.tcp_syn_retries", "net.ipv4.tcp_sack", "net.ipv4.tcp_recovery",
+            "net.ipv4.tcp_slow_start_after_idle"} <= set(doc)
+    assert doc["net.ipv4.tcp_syn_retries"] == [{"experiment": "syn_retransmission_schedule",
+                                                "parameter": "syn_retries_count", "grid": [2, 3, 6]}]
+
+
+def test_list_sysctl_nobody_sweeps_is_bad_input(capsys):
+    assert _code(["list", "--sysctl", "tcp_retries"]) == 2   # a prefix is not a name
+    err = capsys.readouterr().err
+    assert "'tcp_retries'" in err and "swept sysctls: " in err and "net.ipv4.tcp_retries2" in err
+
+
 def test_list_markdown_is_the_whole_catalog(capsys):
     assert cli.main(["list", "--markdown"]) == 0
     out = capsys.readouterr().out

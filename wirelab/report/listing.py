@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from wirelab.spec.experiment import Experiment
+from wirelab.spec.params import Param
 
 
 def _first_paragraph(text: str) -> str:
@@ -63,9 +64,9 @@ def sysctl_matches(name: str, sysctl: str) -> bool:
     return bool(name) and (sysctl == name or sysctl.endswith("." + name))
 
 
-def swept_sysctls(exps: list[Experiment]) -> dict[str, list[tuple[Experiment, object]]]:
+def swept_sysctls(exps: list[Experiment]) -> dict[str, list[tuple[Experiment, Param]]]:
     """{sysctl: [(experiment, parameter)]} for every parameter that sets a sysctl."""
-    out: dict[str, list] = {}
+    out: dict[str, list[tuple[Experiment, Param]]] = {}
     for exp in exps:
         for p in exp.PARAMS:
             if p.sysctl:
@@ -73,7 +74,7 @@ def swept_sysctls(exps: list[Experiment]) -> dict[str, list[tuple[Experiment, ob
     return dict(sorted(out.items()))
 
 
-def sysctl_text(sysctl: str, uses: list) -> str:
+def sysctl_text(sysctl: str, uses: list[tuple[Experiment, Param]]) -> str:
     """What ``wirelab list --sysctl NAME`` prints: each experiment that sweeps SYSCTL,
     its grid, and the command that plots the effect."""
     lines = [f"{sysctl}: its effect is measured by"]

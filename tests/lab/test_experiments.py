@@ -323,6 +323,44 @@ def _rows_plain(path: Path) -> list[list[str]]:
         return list(csv.reader(f))
 
 
+def check_cwnd_response_to_loss(doc, run):
+    beta = {"reno": 0.5, "cubic": 717 / 1024}
+    assert {p["params"]["cc"] for p in doc["points"]} == set(beta)
+    for row in run.rows:        # the kernel's integer arithmetic: every trial, not a median
+        assert abs(float(row["ssthresh_ratio"]) - beta[row["cc"]]) <= 0.05, row
+        assert float(row["cwnd_after_rto_segs"]) == 1.0, row
+    for i, point in enumerate(run.manifest["points"]):
+        for line in _rows_plain(run.dir / f"raw/point{i:03d}/cuts.csv"):
+            cwnd, ssthresh = int(line[1]), int(line[2])
+            # cut in congestion avoidance (cwnd at or above a finite ssthresh), near 60
+            assert ssthresh <= cwnd <= 100, line
+        trace = _rows(run.dir / f"raw/point{i:03d}/cwnd.csv")
+        states = [int(r["ca_state"]) for r in trace]
+        assert 3 in states and 4 in states, point["params"]           # recovery, then loss
+        assert min(int(r["snd_cwnd_segs"]) for r in trace if r["ca_state"] == "4") == 1
+
+
+def check_flow_control_rwnd_bdp_and_buffer_sysctls(doc, run):
+    pts = {p["params"]["case"]: p for p in doc["points"]}
+    assert set(pts) == {"16k", "64k", "256k", "auto", "pause"}
+    link = 20 * 1448 / 1514
+    for case, window in (("16k", 14480), ("64k", 64088), ("256k", 211544)):
+        m = pts[case]["measured"]
+        # the window on the wire is exactly the 6.1 rule's (rmem_max caps 256 KiB)
+        assert m["window_kb"] == pytest.approx(window / 1e3, rel=1e-3), case
+        want = min(link, window * 8 / 0.1 / 1e6)
+        assert abs(m["goodput_mbps"] - want) <= 0.1 * want, case
+    auto = pts["auto"]["measured"]
+    assert auto["window_kb"] > 250.0 and abs(auto["goodput_mbps"] - link) <= 0.1 * link
+    pause = pts["pause"]["measured"]
+    assert pause["rto_ms"] >= 300.0
+    for row in run.rows:
+        if row["case"] == "pause":
+            assert float(row["zero_window_count"]) == 1.0, row
+            assert 1.0 <= float(row["first_probe_rto_ratio"]) <= 1.05, row
+            assert 2.0 <= float(row["backoff_rto_ratio"]) <= 2.3, row
+
+
 CHECKS = {name.removeprefix("check_"): fn for name, fn in globals().items()
           if name.startswith("check_")}
 

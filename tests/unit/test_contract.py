@@ -70,14 +70,19 @@ def test_metrics_carry_units(exp):
 
 @pytest.mark.parametrize("quick", [True, False])
 def test_predict_is_pure_and_deterministic(exp, quick):
+    """predict() gives each point the metrics that apply to it (at least one judged), and
+    over the whole grid every judged metric somewhere."""
+    names, judged, seen = {m.name for m in exp.metrics}, {m.name for m in exp.metrics if m.judged}, set()
     for params in exp.grid({}, quick=quick):
         kernel = lab_facts(exp, params)
         frozen = (copy.deepcopy(params), copy.deepcopy(kernel))
         first = exp.predict(params, kernel)
         assert (params, kernel) == frozen, "predict() changed its inputs"
         assert exp.predict(params, kernel) == first, "predict() is not deterministic"
-        assert set(first) == {m.name for m in exp.metrics}
+        assert set(first) <= names and set(first) & judged, params
         assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in first.values())
+        seen |= set(first)
+    assert judged <= seen, f"never predicted: {judged - seen}"
 
 
 def test_the_topology_builds_from_every_grid_point(exp):

@@ -23,7 +23,8 @@ KIND = {"tcp_handshake_one_rtt": Sweep, "tls_handshake_rtts": Bars,
         "url_journey_rtt_budget": Waterfall, "syn_retransmission_schedule": Schedule,
         "rto_backoff_partition": Schedule, "keepalive_dead_peer_detection": Schedule,
         "loss_recovery_fast_retransmit_vs_rto": Bars,
-        "reachability_tools_ping_vs_tcp_refused_vs_drop": Bars}
+        "reachability_tools_ping_vs_tcp_refused_vs_drop": Bars, "cwnd_response_to_loss": Bars,
+        "flow_control_rwnd_bdp_and_buffer_sysctls": Bars}
 
 
 def stored(exp_id: str):
@@ -86,6 +87,8 @@ def test_title_has_the_question_and_verdict_and_the_footer_the_run(exp_id):
     ("nagle_delayed_ack_stall", 5, 2, 0),
     ("loss_recovery_fast_retransmit_vs_rto", 3, 1, 0),
     ("reachability_tools_ping_vs_tcp_refused_vs_drop", 6, 1, 0),
+    ("cwnd_response_to_loss", 2, 1, 0),
+    ("flow_control_rwnd_bdp_and_buffer_sysctls", 4, 1, 0),     # the paused reader: a note
 ])
 def test_categorical_claims_are_grouped_bars_with_predictions(exp_id, groups, hues, hatched):
     fig, run, exp = drawn(exp_id)
@@ -179,6 +182,23 @@ def test_a_schedule_draws_every_trials_events_against_the_kernels(exp_id):
     legend = {t.get_text() for t in ax.get_legend().get_texts()}
     assert {"kernel's schedule", "predicted give-up", exp.module.FIGURE.end} <= legend
     assert ax.get_xlabel() == "time since the first transmission [s]"
+
+
+def test_cwnd_loss_shows_each_congestion_controls_window_over_time():
+    fig, run, _ = drawn("cwnd_response_to_loss")
+    trace = fig.axes[1]
+    solid = [ln for ln in trace.get_lines() if ln.get_linestyle() == "-"]
+    assert [ln.get_label() for ln in solid] == ["cc=reno", "cc=cubic"]
+    assert min(min(ln.get_ydata()) for ln in solid) == 1          # the timeout's one segment
+    assert trace.get_xlabel() == "time [s]" and "ssthresh" in trace.get_ylabel()
+
+
+def test_flow_control_states_the_zero_window_probes_in_a_note():
+    fig, _, _ = drawn("flow_control_rwnd_bdp_and_buffer_sysctls")
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "goodput [Mbit/s]"
+    notes = " ".join(t.get_text() for t in ax.texts)
+    assert "1st probe" in notes and "RTO after the window shut" in notes
 
 
 @pytest.mark.parametrize("fmt", figures.FORMATS)

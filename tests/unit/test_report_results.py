@@ -150,6 +150,33 @@ def test_incomplete_run_and_missing_metric(make_run):
     assert not any(p["ok"] for p in analysis.points(exp, rows))
 
 
+def test_a_metric_a_point_neither_predicts_nor_measures_does_not_apply_there(make_run):
+    """A case that measures other things (a paused reader has no goodput) leaves the
+    metric out of both its prediction and its rows; predicted-but-missing still fails,
+    measured-but-unpredicted fails, and a point with nothing judged fails."""
+    run = results.read_run(make_run(MATCH))
+    exp = load(run.experiment)
+    rows = [{k: v for k, v in r.items() if k not in ("accept_ms", "predicted_accept_ms")}
+            for r in run.rows]
+    pts = analysis.points(exp, rows)
+    assert all(p["ok"] and "accept_ms" not in p["measured"] for p in pts)
+    unpredicted = [{k: v for k, v in r.items() if k != "predicted_accept_ms"} for r in run.rows]
+    assert all("accept_ms: measured but not predicted" in p["failures"]
+               for p in analysis.points(exp, unpredicted))
+    # a reported metric measured where nothing predicts it is shown, not judged
+    exp_fc = load("flow_control_rwnd_bdp_and_buffer_sysctls")
+    rows_fc = [{"point": 0, "repeat": k, "case": "auto", "rtt_ms": 100.0, "bw_mbps": 20.0,
+                "goodput_mbps": 19.0 + k / 10, "window_kb": 900.0 + k,
+                "predicted_goodput_mbps": 19.13} for k in range(3)]
+    (p_fc,) = analysis.points(exp_fc, rows_fc)
+    assert p_fc["ok"] and p_fc["measured"]["window_kb"] == 901.0
+    assert "window_kb" in p_fc["reported"] and "window_kb" not in p_fc["predicted"]
+    bare = [{k: v for k, v in r.items() if not k.endswith(("accept_ms", "connect_ms"))}
+            for r in run.rows]
+    assert all(not p["ok"] and "nothing judged at this point" in p["failures"]
+               for p in analysis.points(exp, bare))
+
+
 def test_quantile():
     assert quantile([3.0], 0.9) == 3.0
     assert quantile([4.0, 0.0, 2.0], 0.5) == 2.0

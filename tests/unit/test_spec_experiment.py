@@ -136,3 +136,26 @@ def test_load_by_alias_and_by_id_is_the_same_module():
     assert by_alias.module is by_id.module
     assert by_alias.id == by_id.id == "tcp_handshake_one_rtt"
     assert "tcp_handshake" in by_id.ALIASES
+
+
+def test_a_point_predicts_the_metrics_that_apply_to_it_and_its_rows_carry_those():
+    """flow_control's paused reader has no goodput and its window cases no probes: each
+    point predicts its own metrics (at least one judged), and a row must carry exactly
+    those."""
+    from wirelab.errors import LabError
+    from wirelab.run import runner
+    exp = catalog.load("flow_control_rwnd_bdp_and_buffer_sysctls")
+    runner._check_prediction(exp, {"goodput_mbps": 5.0})
+    for bad in ({}, {"window_kb": 64.0}, {"goodput_mbps": 5.0, "speed_mbps": 1.0}):
+        with pytest.raises(LabError, match="predict"):
+            runner._check_prediction(exp, bad)
+    pred = {"first_probe_rto_ratio": 1.0, "backoff_rto_ratio": 2.0, "zero_window_count": 1.0}
+    row = {"first_probe_rto_ratio": 1.03, "backoff_rto_ratio": 2.1, "zero_window_count": 1.0}
+    assert runner._rows_of(exp, row, pred) == [row]
+    with pytest.raises(LabError, match="missing backoff_rto_ratio"):
+        runner._rows_of(exp, {"first_probe_rto_ratio": 1.03, "zero_window_count": 1.0}, pred)
+    with pytest.raises(LabError, match="unknown goodput_mbps"):
+        runner._rows_of(exp, row | {"goodput_mbps": 1.0}, pred)
+    # a reported metric may come where nothing predicts it (the autotuned window)
+    auto = {"goodput_mbps": 19.0, "window_kb": 900.0}
+    assert runner._rows_of(exp, auto, {"goodput_mbps": 19.1}) == [auto]

@@ -21,6 +21,7 @@ processing, not the network's.
 """
 from __future__ import annotations
 
+import math
 import socket
 import struct
 from dataclasses import dataclass
@@ -223,3 +224,21 @@ def ladder(events: dict[str, list[Event]], nodes: list[str], title: str = "") ->
                              "to_ms": (e.ts - t0) * 1e3,
                              "label": f"delayed ACK\n{(e.ts - last_data_in.ts) * 1e3:.0f} ms"})
     return {"title": title, "nodes": nodes, "packets": packets, "gaps": gaps}
+
+
+def zero_window_probes(events: list[Event], port: int) -> tuple[float, list[float], list[float]]:
+    """At a sender whose peer shut its window: (the last packet heard before the first
+    probe, the one that left nothing in flight and armed the probe timer; the probes, pure
+    ACKs sent until the window reopened; the first packet heard after each probe)."""
+    mine = [e for e in events if e.seg.proto == 6 and port in (e.seg.sport, e.seg.dport)]
+    zero = next((e for e in mine if not e.out and e.seg.window == 0), None)
+    if zero is None:
+        raise LabError("the sender never saw a zero window")
+    reopen = next((e.ts for e in mine if not e.out and e.ts > zero.ts and e.seg.window > 0), None)
+    probes = [e.ts for e in mine if e.out and e.ts > zero.ts and not e.seg.payload
+              and (reopen is None or e.ts < reopen)]
+    if len(probes) < 2:
+        raise LabError(f"{len(probes)} zero-window probes before the window reopened, not 2")
+    armed = max(e.ts for e in mine if not e.out and e.ts < probes[0])
+    answers = [next((e.ts for e in mine if not e.out and e.ts > p), math.inf) for p in probes]
+    return armed, probes, answers

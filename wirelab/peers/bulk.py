@@ -94,7 +94,13 @@ class BulkServer(RecordingListener):
         """Allocate the response buffer now: zero-filling megabytes costs tens
         of ms of page faults inside UML, which must not land in a trial."""
         if len(self._payload) < size:
-            self._payload = memoryview(bytes(size))
+            self._payload = memoryview(bytearray(size))
+
+    def mark(self, offset: int, marker: bytes) -> None:
+        """Write MARKER into the response at OFFSET (a filter can then pick out the
+        segment that carries it)."""
+        self.reserve(offset + len(marker))
+        self._payload[offset:offset + len(marker)] = marker
 
     def serve(self, conn: socket.socket) -> None:
         self.put(self._serve(conn))

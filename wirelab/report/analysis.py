@@ -42,10 +42,21 @@ def points(exp: Experiment, rows: list[dict], samples: list[dict] | None = None,
         kernel = (kernels or {}).get(idx)
         for m in exp.metrics:
             values, predicted = _values(exp, m.name, prow, psamples)
+            if not values and predicted is None:
+                continue    # not this point's metric: neither predicted nor measured here
+            if values and predicted is None and not m.judged:
+                # recorded where no model predicts it (an autotuned window): shown as measured
+                entry["n_by_metric"][m.name] = len(values)
+                entry["p10"][m.name] = quantile(values, 0.10)
+                entry["p90"][m.name] = quantile(values, 0.90)
+                entry["measured"][m.name] = summary_stat(values, "median")
+                entry["reported"].append(m.name)
+                continue
             if not values or predicted is None:
                 if m.judged:
                     entry["ok"] = False
-                    entry["failures"].append(f"{m.name}: nothing measured")
+                    entry["failures"].append(f"{m.name}: " + ("nothing measured" if not values
+                                                              else "measured but not predicted"))
                 continue
             entry["n_by_metric"][m.name] = len(values)
             entry["predicted"][m.name] = predicted
@@ -66,6 +77,9 @@ def points(exp: Experiment, rows: list[dict], samples: list[dict] | None = None,
                 lo, hi = entry["bounds"][m.name]
                 entry["failures"].append(f"{m.name} {stat:.3f} outside [{lo:.3f}, {hi:.3f}]")
             entry["ok"] = entry["ok"] and ok
+        if not any(m.judged and m.name in entry["measured"] for m in exp.metrics):
+            entry["ok"] = False
+            entry["failures"].append("nothing judged at this point")
         # An experiment may judge a point by more than per-metric bands (a ratio
         # between two cases, an exact count): check() can only fail a point.
         if entry["measured"]:

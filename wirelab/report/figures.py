@@ -106,6 +106,8 @@ def _bar_table(spec: Bars, exp, pts: list[dict]) -> tuple[list[str], list[str], 
         return groups, list(dict.fromkeys(hues)), cells
     groups, hues = [], []
     for p in pts:
+        if not any(m in p["measured"] for _, m in metrics):
+            continue        # a case that measures something else (shown in the notes)
         g = spec.labels.get(str(p["params"][spec.x]), analysis.fmt(p["params"][spec.x]))
         groups.append(g)
         for label, m in metrics:
@@ -172,7 +174,33 @@ def draw_bars(fig, gs, spec: Bars, run, exp, pts: list[dict]):
             fontsize=12, color="#555555")
     if spec.timeline:
         _ladder(fig.add_subplot(gs[0, 1]), run, spec.timeline)
+    if spec.trace:
+        _cwnd_traces(fig.add_subplot(gs[0, 1]), run, exp, pts, spec.trace, [spec.x], spec.labels)
     return fig
+
+
+def _cwnd_traces(ax, run, exp, pts: list[dict], name: str, label_by, labels: dict) -> None:
+    """cwnd (solid) and ssthresh (dotted) over time from each point's last trace."""
+    for i, p in enumerate(pts):
+        path = Path(run.dir, "raw", f"point{p['point']:03d}", name)
+        if not path.exists():
+            continue
+        rows = list(csv.DictReader(path.open()))
+        colour = PALETTE[i % len(PALETTE)]
+        t = [float(row["t_ms"]) / 1e3 for row in rows]
+        ax.step(t, [int(row["snd_cwnd_segs"]) for row in rows], where="post", lw=2, color=colour,
+                label=_label(exp, p["params"], label_by, labels))
+        # an infinite ssthresh (slow start never ended) is not drawn
+        ss = [float("nan") if int(row["snd_ssthresh_segs"]) >= 0x7FFFFFFF
+              else int(row["snd_ssthresh_segs"]) for row in rows]
+        ax.step(t, ss, where="post", lw=1.5, ls=":", color=colour)
+    ax.set_yscale("log", base=2)
+    _decade_ticks(ax.yaxis)
+    ax.set_xlabel("time [s]")
+    ax.set_ylabel("congestion window [segments] (dotted: ssthresh)")
+    ax.set_title("cwnd from TCP_INFO, one trial each")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="best")
 
 
 def _ladder(ax, run, name: str) -> None:
@@ -411,8 +439,9 @@ def render(run, exp):
     plt = _plt()
     with plt.rc_context(RC):
         if isinstance(spec, Bars):
-            fig, gs = _frame(run, exp, spec.question, pts, ncols=2 if spec.timeline else 1,
-                             width_ratios=[3, 2] if spec.timeline else None)
+            two = bool(spec.timeline or spec.trace)
+            fig, gs = _frame(run, exp, spec.question, pts, ncols=2 if two else 1,
+                             width_ratios=[3, 2] if two else None)
             draw_bars(fig, gs, spec, run, exp, pts)
         elif isinstance(spec, Rounds):
             fig, gs = _frame(run, exp, spec.question, pts, ncols=2, width_ratios=[3, 2])

@@ -36,7 +36,8 @@ class Progress:
         if self.tty:
             self.stream.write("\n")
         ok = "LAB FAULT" if entry.get("lab_faults") else "ok" if entry["ok"] else "DEVIATES"
-        meas = ", ".join(f"{m} {v:.3f} (predicted {entry['predicted'][m]:.3f})"
+        meas = ", ".join(f"{m} {v:.3f} " + (f"(predicted {entry['predicted'][m]:.3f})"
+                                             if m in entry["predicted"] else "(no prediction)")
                          + (" reported" if m in entry["reported"] else "")
                          for m, v in entry["measured"].items())
         self.stream.write(f"      {ok}: {meas}\n")

@@ -52,26 +52,34 @@ def _where(exp: Experiment, i: int, params: dict, trial: int | None) -> str:
 MAX_ROWS_FACTOR = 3
 
 
-def _rows_of(exp: Experiment, out) -> list[dict]:
-    """A trial's result as rows: one dict, or a list of them.  A row may carry
-    ``excluded`` (why it is recorded but not judged, e.g. a retransmission)."""
+def _rows_of(exp: Experiment, out, predicted: dict) -> list[dict]:
+    """A trial's result as rows: one dict, or a list of them, with exactly the trial
+    metrics the point predicted.  A row may carry ``excluded`` (why it is recorded but
+    not judged, e.g. a retransmission)."""
     rows = [out] if isinstance(out, dict) else list(out or [])
     if not rows:
         raise LabError("the trial returned no row")
-    want = {m.name for m in exp.trial_metrics}
+    want = {m.name for m in exp.trial_metrics if m.name in predicted}
+    reported = {m.name for m in exp.trial_metrics if not m.judged}     # may come unpredicted
     for row in rows:
-        if set(row) - {EXCLUDED} != want:
-            missing, extra = want - set(row), set(row) - want - {EXCLUDED}
-            raise LabError("the trial's row does not match METRICS"
+        got = set(row) - {EXCLUDED}
+        if not want <= got <= want | reported:
+            missing, extra = want - got, got - want - reported
+            raise LabError("the trial's row does not match the metrics predicted for the point"
                            + (f"; missing {', '.join(sorted(missing))}" if missing else "")
                            + (f"; unknown {', '.join(sorted(extra))}" if extra else ""))
     return rows
 
 
 def _check_prediction(exp: Experiment, predicted: dict) -> None:
-    want = {m.name for m in exp.metrics}
-    if set(predicted) != want:
-        raise LabError(f"predict() gave {sorted(predicted)}, METRICS are {sorted(want)}")
+    """A point predicts the metrics that apply to it: METRICS' names only, and at least
+    one that is judged (a point that judges nothing cannot match)."""
+    names = {m.name for m in exp.metrics}
+    judged = {m.name for m in exp.metrics if m.judged}
+    if not set(predicted) <= names or not set(predicted) & judged:
+        raise LabError(f"predict() gave {sorted(predicted)}: it must name only METRICS "
+                       f"({', '.join(sorted(names))}) and at least one judged "
+                       f"({', '.join(sorted(judged))})")
 
 
 def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int | None = None,
@@ -126,11 +134,12 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
                     used = 0
                     while used < n and len(point_rows) < MAX_ROWS_FACTOR * n:
                         trial = ctx.repeat = len(point_rows)
-                        batch = _rows_of(exp, exp.trial(lab, params, ctx))
+                        batch = _rows_of(exp, exp.trial(lab, params, ctx), predicted)
                         for row in batch:
                             full = {"point": i, "repeat": len(point_rows), **params,
                                     EXCLUDED: "", **row,
-                                    **{f"predicted_{m}": predicted[m] for m in trial_names}}
+                                    **{f"predicted_{m}": predicted[m] for m in trial_names
+                                       if m in predicted}}
                             rows.append(full)
                             point_rows.append(full)
                             used += not full[EXCLUDED]
@@ -138,6 +147,8 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
                                                       if k != EXCLUDED})
                     trial = None
                     for m in exp.point_metrics:
+                        if m.name not in predicted:
+                            continue
                         got = ctx.point_samples.get(m.name)
                         if not got:
                             raise LabError(f"per-point metric {m.name} was never measured "

@@ -21,6 +21,7 @@ class Bars:
     labels: dict = field(default_factory=dict)      # parameter value -> what a student reads
     notes: tuple = ()                               # (metric, format): a measured value shown
     timeline: str | None = None                     # raw file with a packet ladder (JSON)
+    trace: str | None = None                        # raw cwnd.csv files: a cwnd(t) panel
 
 
 @dataclass(frozen=True)

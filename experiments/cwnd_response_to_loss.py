@@ -1,0 +1,136 @@
+"""[12] cwnd_response_to_loss: what the congestion window does after one lost segment and
+after a timeout, per congestion control.
+
+Server h2 sends 8 MiB to client h1 across r1 (rtt_ms/2 each way), congestion control set
+on the socket (TCP_CONGESTION), TCP_INFO sampled every 5 ms.  r1 drops two marked
+segments once each (xt_string, GSO off on h2): the first, early in slow start, ends slow
+start (ssthresh set, congestion avoidance after recovery); the second, about 1.5 MB in,
+is the loss measured: cwnd grows at most one segment per round trip there, so the 5 ms
+sample before recovery is the window that was cut.  At 2.5 s r1 drops everything for
+1 s: the retransmission timer fires.
+
+    recovery after the 2nd drop  ssthresh = cwnd x 0.5 (reno), x 717/1024 (cubic)
+    after the timeout            cwnd = 1 (tcp_enter_loss), then slow start to ssthresh
+"""
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import time
+
+from wirelab.errors import LabError
+from wirelab.lab import firewall
+from wirelab.peers import bulk
+from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
+from wirelab.topologies.routed_path import RoutedPath
+
+ID = "cwnd_response_to_loss"
+ALIASES = ("cwnd_loss",)
+CLAIM = ("After one loss reno halves ssthresh but cubic keeps 0.7 of the window; after a "
+         "timeout the window restarts at one segment")
+SECTION = "§3 congestion control"
+TEXT_SAYS = "Packet loss: ssthresh = cwnd/2, cwnd = ssthresh. Timeout: cwnd = 1 MSS"
+TOPOLOGY, TOPOLOGY_PARAMS = RoutedPath, ("rtt_ms",)
+NEEDS = {"netem"}
+BETA = {"reno": 0.5, "cubic": 717 / 1024}       # tcp_reno_ssthresh, tcp_cubic.c beta
+PARAMS = [
+    Choice("cc", ("reno", "cubic"), default="cubic", grid=("reno", "cubic"), quick=("reno", "cubic"),
+           help="congestion control on the server socket (TCP_CONGESTION)"),
+    Param("rtt_ms", default=50, min=20, max=200, grid=(50,), quick=(50,),
+          help="round-trip time added by the router, ms"),
+]
+REPEATS = 3
+QUICK_REPEATS = 2
+METRICS = [
+    Metric("ssthresh_ratio", "ssthresh set by the loss in congestion avoidance / cwnd just before it",
+           Tolerance(abs=0.05, rel=0.0, symmetric=True)),
+    Metric("cwnd_after_rto_segs", "the smallest cwnd after the timeout",
+           Tolerance(abs=0.0, rel=0.0, symmetric=True)),
+]
+X = "cc"
+FIGURE = Bars("After a loss, how far does each congestion control cut its window?",
+              (("ssthresh / cwnd", "ssthresh_ratio"),), x="cc", unit="ratio", ylabel="cut",
+              trace="cwnd.csv")
+PORT, SIZE, SAMPLE_S, MSS = 7501, 8 << 20, 0.005, 1448
+DROPS = {50: b"<wirelab-cwnd-drop-1>", 1020: b"<wirelab-cwnd-drop-2>"}    # segment: marker
+BLACKHOLE_AT_S, BLACKHOLE_S = 2.5, 1.0
+CA_RECOVERY, CA_LOSS = 3, 4
+INFINITE_SSTHRESH = 0x7FFFFFFF
+
+
+def predict(params: dict, kernel: dict) -> dict:
+    return {"ssthresh_ratio": BETA[params["cc"]], "cwnd_after_rto_segs": 1.0}
+
+
+def prepare(lab, params: dict, ctx) -> None:
+    h2 = lab["h2"]
+    h2.run(["ethtool", "-K", h2.intf().name, "tso", "off", "gso", "off"])
+    ctx.state.session = bulk.start(lab, "h1", "h2", PORT, params["cc"], SIZE, ctx.raw)
+    for segment, marker in DROPS.items():
+        ctx.state.session.server.mark(segment * MSS + MSS // 2, marker)
+
+
+def _episodes(samples: list[dict], state: int) -> list[int]:
+    """Indexes where a run of samples in STATE begins."""
+    return [i for i, s in enumerate(samples)
+            if s["ca_state"] == state and (i == 0 or samples[i - 1]["ca_state"] != state)]
+
+
+def analyse(samples: list[dict]) -> dict:
+    """The cut at the second recovery (the window in congestion avoidance) and the
+    smallest cwnd in the loss state after it."""
+    starts = _episodes(samples, CA_RECOVERY)
+    if len(starts) < 2:
+        raise LabError(f"{len(starts)} fast recoveries in the TCP_INFO trace, not 2: a drop did "
+                       "not happen")
+    first = starts[1]
+    before = next((s for s in reversed(samples[:first]) if s["ca_state"] < CA_RECOVERY), None)
+    if before is None or before["snd_ssthresh"] >= INFINITE_SSTHRESH \
+            or before["snd_cwnd"] < before["snd_ssthresh"]:
+        raise LabError(f"not in congestion avoidance before the second drop: {before}")
+    loss = [s["snd_cwnd"] for s in samples[first:] if s["ca_state"] == CA_LOSS]
+    if not loss:
+        raise LabError(f"no timeout (loss state) in the TCP_INFO trace of {len(samples)} samples "
+                       f"over {samples[-1]['t_s'] - samples[0]['t_s']:.2f} s")
+    return {"ssthresh_ratio": samples[first]["snd_ssthresh"] / before["snd_cwnd"],
+            "cwnd_after_rto_segs": float(min(loss)), "cwnd_before": before["snd_cwnd"],
+            "ssthresh_before": before["snd_ssthresh"]}
+
+
+def _drop(marker: bytes) -> tuple[str, ...]:
+    """A one-shot drop on r1 of the first segment carrying MARKER."""
+    return ("FORWARD", "-p", "tcp", "--sport", str(PORT), "-m", "string", "--algo", "bm",
+            "--string", marker.decode(), "-m", "statistic", "--mode", "nth", "--every",
+            "1000000000", "--packet", "0", "-j", "DROP")
+
+
+def trial(lab, params: dict, ctx) -> dict:
+    session, r1 = ctx.state.session, lab["r1"]
+    cut = ("FORWARD", "-p", "tcp", "--sport", str(PORT), "-j", "DROP")
+    drops = [_drop(m) for m in DROPS.values()]
+    for rule in drops:                                  # armed afresh for each trial
+        firewall.rule(r1, *rule)
+    session.server.sample_next(SAMPLE_S)
+
+    def blackhole() -> None:
+        time.sleep(BLACKHOLE_AT_S)
+        firewall.rule(r1, *cut)
+        time.sleep(BLACKHOLE_S)
+        firewall.delete(r1, *cut)
+    hole = threading.Thread(target=blackhole, daemon=True)
+    hole.start()
+    try:
+        res, rec = session.fetch(SIZE)
+    finally:
+        hole.join(BLACKHOLE_AT_S + BLACKHOLE_S + 10)
+        for rule in drops:
+            firewall.delete(r1, *rule)
+    if ctx.repeat == 0:                                 # the figure's trace: one trial
+        ctx.raw.write_text("cwnd.csv", bulk.cwnd_csv(rec, res.t0_s))
+    found = analyse(rec.samples)
+    out = io.StringIO()
+    csv.writer(out).writerow([ctx.repeat, found["cwnd_before"], found["ssthresh_before"],
+                              f"{res.transfer_ms:.1f}"])
+    ctx.raw.write_text("cuts.csv", out.getvalue())
+    return {"ssthresh_ratio": found["ssthresh_ratio"], "cwnd_after_rto_segs": found["cwnd_after_rto_segs"]}

@@ -1,0 +1,90 @@
+"""A one-way byte stream in-process: a reader that records its progress (and may stop
+reading for a while, to close its window) and a sender that writes for a fixed time while
+a second thread samples its TCP_INFO.  Used by flow control ([09]); no program is started,
+so a trial costs no process start inside UML."""
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+
+from wirelab.errors import LabError
+from wirelab.measure import tcpinfo
+from wirelab.peers.listener import Listener
+
+READ_CHUNK_BYTES = 1 << 20
+
+
+class Reader(Listener):
+    """Reads everything each connection sends into ``progress`` [(perf_counter s, bytes so
+    far)].  RCVBUF: SO_RCVBUF on the listening socket (accepted sockets inherit it, and it
+    must come before listen() to shape the window scale), 0 for autotuning.  PAUSE: (after
+    s, for s) stop reading once AFTER seconds have passed since the first byte."""
+
+    def __init__(self, node, port: int, rcvbuf: int = 0, pause: tuple[float, float] | None = None):
+        self.pause = pause
+        self.progress: list[tuple[float, int]] = []
+        self.done = threading.Event()
+
+        def configure(sock: socket.socket) -> None:
+            if rcvbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        super().__init__(node, port, name="reader", configure=configure)
+
+    def handle(self, conn: socket.socket) -> None:
+        buf, got, first = memoryview(bytearray(READ_CHUNK_BYTES)), 0, None
+        pending = self.pause
+        self.progress = []
+        conn.settimeout(30)
+        with contextlib.suppress(OSError):      # the sender reports a broken stream
+            while n := conn.recv_into(buf):
+                now = time.perf_counter()
+                first = first or now
+                got += n
+                self.progress.append((now, got))
+                if pending is not None and now - first >= pending[0]:
+                    time.sleep(pending[1])
+                    pending = None
+        self.done.set()
+
+    def goodput_mbps(self, since_fraction: float = 0.5) -> float:
+        """Bytes per second (as Mbit/s) over the last part of the stream, from the
+        moment SINCE_FRACTION of its duration had passed."""
+        prog = self.progress
+        if len(prog) < 2:
+            raise LabError(f"the reader saw {len(prog)} reads")
+        t_from = prog[0][0] + (prog[-1][0] - prog[0][0]) * since_fraction
+        mid = next(p for p in prog if p[0] >= t_from)
+        return (prog[-1][1] - mid[1]) * 8 / (prog[-1][0] - mid[0]) / 1e6
+
+
+def send_for(node, addr: str, port: int, seconds: float, reader: Reader,
+             sample_s: float = 0.02) -> list[dict]:
+    """Connect from NODE and write for SECONDS, then close and wait for READER to see
+    the end.  Returns TCP_INFO every SAMPLE_S, read by a second thread (send() blocks while
+    the peer's window is shut)."""
+    sock, samples, done = node.socket(), [], threading.Event()
+    payload = memoryview(bytes(256 << 10))
+    reader.done.clear()
+
+    def sample() -> None:
+        while not done.wait(sample_s):
+            with contextlib.suppress(OSError):
+                samples.append(tcpinfo.read(sock))
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:
+        sock.settimeout(30)
+        sock.connect((addr, port))
+        sampler.start()
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            sock.send(payload)
+    finally:
+        done.set()
+        if sampler.is_alive():
+            sampler.join()
+        sock.close()
+    if not reader.done.wait(30):
+        raise LabError("the reader did not see the end of the stream")
+    return samples

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from wirelab.errors import LabError
 from wirelab.measure import curl
-from wirelab.measure.critical_path import check_budget, critical_path
+from wirelab.measure.critical_path import critical_path, exclusion, over_budget
 from wirelab.measure.phases import resent as resent_packets
 from wirelab.measure.tap import Tap, fetch_span, run_tapped, timelines
 from wirelab.models.tcp import formula_rounds, iw_of, mss_from_kernel
 from wirelab.models.tls import handshake_round_trips
 from wirelab.peers import web
 from wirelab.spec import REPORTED, Bars, Choice, Metric, Param, Tolerance
-from wirelab.spec.context import EXCLUDED
 from wirelab.topologies.routed_path import RoutedPath
 
 ID = "http2_multiplexing_vs_http1"
@@ -112,10 +111,10 @@ def _fetch(lab, params: dict, ctx, mode: str, tag: str) -> dict:
     if span["connections"] != conns:
         raise LabError(f"curl ({mode}): the capture shows {span['connections']} connections")
     path = critical_path(events, st.owner, span["start"], "h1", span["last"], nodelay={"h1", "h2"})
-    if tag != "warmup":             # the server's first handshakes, untimed, run cold
-        check_budget(path.compute_ms, BUDGET_MS, f"curl ({mode}, {tag})")
+    # the server's first handshakes, untimed, run cold: no budget
+    over = over_budget(path.compute_ms, BUDGET_MS, f"curl ({mode}, {tag})") if tag != "warmup" else ""
     resent = resent_packets(events, lambda s: s.proto == 6)
-    return {"span_ms": span["span_ms"], "network_ms": path.network_ms, "resent": resent}
+    return {"span_ms": span["span_ms"], "network_ms": path.network_ms, "resent": resent, "over": over}
 
 
 def prepare(lab, params: dict, ctx) -> None:
@@ -136,14 +135,15 @@ def prepare(lab, params: dict, ctx) -> None:
 
 
 def trial(lab, params: dict, ctx) -> dict:
-    out, n, resent = {}, ctx.repeat, []
+    out, n, resent, over = {}, ctx.repeat, [], []
     for m in MODES:
         got = _fetch(lab, params, ctx, m, f"t{n:02d}-{m}")
         out[f"{m}_ms"], out[f"{m}_span_ms"] = got["network_ms"], got["span_ms"]
         resent += [f"{m}: {r}" for r in got["resent"]]
+        over += [got["over"]]
     half = float(params["rtt_ms"]) / 2.0
     with lab.shaped({("r1", "h1"): dict(delay_ms=half, loss_pct=params["loss_pct"]),
                      ("r1", "h2"): dict(delay_ms=half, loss_pct=params["loss_pct"])}):
         for m in MODES:
             out[f"{m}_loss_ms"] = _fetch(lab, params, ctx, m, f"t{n:02d}-{m}-loss")["span_ms"]
-    return out | ({EXCLUDED: "resent without loss: " + "; ".join(resent)} if resent else {})
+    return out | exclusion("resent without loss: " + "; ".join(resent) if resent else "", *over)

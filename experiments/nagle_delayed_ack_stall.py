@@ -34,14 +34,13 @@ import time
 from wirelab.kernel.facts import measure_jiffy_ms
 from wirelab.lab.sysctl import sysctl_path
 from wirelab.measure import netstat
-from wirelab.measure.critical_path import check_budget, critical_path
+from wirelab.measure.critical_path import critical_path, exclusion, over_budget
 from wirelab.measure.tap import Tap, exchange_span, ladder, tapped, timelines
 from wirelab.models.tcp import iw_of
 from wirelab.models.timers import ato_min_ms, hz_of, jiffy_ms
 from wirelab.peers import small_writes
 from wirelab.peers.small_writes import MODES
 from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
-from wirelab.spec.context import EXCLUDED
 from wirelab.topologies.routed_path import RoutedPath
 
 ID = "nagle_delayed_ack_stall"
@@ -140,14 +139,14 @@ def _timed(ctx, mode: str, tag: str) -> tuple[dict, dict]:
     first, last = exchange_span(events["h1"], PORT)
     path = critical_path(events, st.owner, first.ts, "h1", last, iw_of(ctx.kernel),
                          nodelay={"h1"} if mode == "nodelay" else ())
-    check_budget(path.compute_ms, BUDGET_MS, f"request {tag} ({mode})")
+    over = over_budget(path.compute_ms, BUDGET_MS, f"request {tag} ({mode})")
     ctx.raw.write_text(f"{tag}.txt", describe_path(path) + timelines(events))
     if tag == "t05" and mode == "nagle":      # one stalled request, for the figure's ladder
         ctx.raw.write_text("timeline.json", json.dumps(ladder(events, ["h1", "h2"], f"one request "
                            f"under Nagle, r = {ctx.params['rtt_ms']:g} ms ({tag})")) + "\n")
     row = {"latency_ms": path.network_ms, "app_over_ms": app - path.span_ms}
-    return row, ({EXCLUDED: "resent: " + "; ".join(path.retransmissions)}
-                 if path.retransmissions else {})
+    return row, exclusion("resent: " + "; ".join(path.retransmissions)
+                          if path.retransmissions else "", over)
 
 
 def describe_path(path) -> str:

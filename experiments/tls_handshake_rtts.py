@@ -23,14 +23,13 @@ from types import SimpleNamespace
 from wirelab.errors import LabError
 from wirelab.lab.wait import poll
 from wirelab.measure import capture
-from wirelab.measure.critical_path import check_budget
+from wirelab.measure.critical_path import exclusion, over_budget
 from wirelab.measure.tls_timing import new_connection
 from wirelab.models.tcp import iw_of
 from wirelab.models.tls import HANDSHAKES, PROTOCOL_NAME, Handshake, handshake_round_trips
 from wirelab.peers.openssl import ClientReport, parse_s_client, redact, s_client_argv, s_server_argv
 from wirelab.peers.web import make_certs
 from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
-from wirelab.spec.context import EXCLUDED
 from wirelab.topologies.routed_path import RoutedPath
 
 ID = "tls_handshake_rtts"
@@ -176,8 +175,8 @@ def trial(lab, params: dict, ctx) -> dict:
     check_report(params["mode"], report, resumed_expected=mode.resume)
     conn, timing = new_connection(st.pcap_h1, st.pcap_h2, PORT, st.seen, len(PAYLOAD),
                                   iw_segs=iw_of(ctx.kernel))
-    check_budget({"client": timing.client_compute_s * 1e3,
-                  "server": timing.server_compute_s * 1e3}, BUDGET_MS, f"connection {st.n_client}")
+    over = over_budget({"client": timing.client_compute_s * 1e3,
+                        "server": timing.server_compute_s * 1e3}, BUDGET_MS, f"connection {st.n_client}")
     row = timing.as_row(float(params["rtt_ms"]))
     ctx.raw.write_text("trials_detail.csv", ",".join(
         [str(st.n_client), str(conn.client[1]), str(report.reused), str(report.early_data)]
@@ -186,5 +185,5 @@ def trial(lab, params: dict, ctx) -> dict:
     # The captures (lab addresses and throw-away keys only) so far, for tshark.
     for pcap in (st.pcap_h1, st.pcap_h2):
         shutil.copyfile(pcap, ctx.raw.path(pcap.name))
-    return {"handshake_rtts": row["rtts"], "handshake_ms": timing.network_ms} | (
-        {EXCLUDED: "resent: " + "; ".join(timing.retransmissions)} if timing.retransmissions else {})
+    return {"handshake_rtts": row["rtts"], "handshake_ms": timing.network_ms} | exclusion(
+        "resent: " + "; ".join(timing.retransmissions) if timing.retransmissions else "", over)

@@ -25,14 +25,13 @@ from __future__ import annotations
 from wirelab.errors import LabError
 from wirelab.lab import firewall
 from wirelab.measure import curl
-from wirelab.measure.critical_path import check_budget
+from wirelab.measure.critical_path import exclusion, over_budget
 from wirelab.measure.phases import PHASES, describe, wire_phases
 from wirelab.measure.tap import Tap, run_tapped, timelines
 from wirelab.models.tcp import formula_rounds, iw_of, mss_from_kernel
 from wirelab.models.tls import PROTOCOL_NAME, handshake_round_trips
 from wirelab.peers import dns, web
 from wirelab.spec import Choice, Metric, Param, Tolerance, Waterfall
-from wirelab.spec.context import EXCLUDED
 from wirelab.topologies.web_with_resolver import WebWithResolver
 
 ID = "url_journey_rtt_budget"
@@ -154,12 +153,12 @@ def prepare(lab, params: dict, ctx) -> None:
 def _row(w: dict, curl_row: dict, budget: dict) -> dict:
     """One transfer's row: network times, curl's own, what curl reports beyond the
     packets; excluded if anything was resent."""
-    check_budget(w["compute"]["total_ms"], budget, w["name"])
+    over = over_budget(w["compute"]["total_ms"], budget, w["name"])
     row = {**{m: w[m] for m in PHASES}, **{f"curl_{m}": curl_row[m] for m in PHASES}}
     row["curl_overhead_ms"] = max(curl_row[m] - w[m] - sum(w["compute"][m].values())
                                   for m in PHASES)
-    return row | ({EXCLUDED: "resent: " + "; ".join(w["retransmissions"])}
-                  if w["retransmissions"] else {})
+    return row | exclusion("resent: " + "; ".join(w["retransmissions"])
+                           if w["retransmissions"] else "", over)
 
 
 def trial(lab, params: dict, ctx) -> list[dict]:

@@ -49,6 +49,19 @@ def _failing(fail_at: int) -> Experiment:
     return _experiment(trial)
 
 
+def test_a_point_that_cannot_collect_its_trials_is_a_lab_failure(tmp_path, no_leftovers):
+    """Excluded trials (a resend, processing over budget) are retried up to the runner's
+    limit; a point left with fewer usable trials than asked is a lab fault, with why."""
+    def trial(lab, params, ctx):
+        return {"ping_ms": 0.06, "excluded": "server processed for 15.5 ms, over its budget"}
+    with pytest.raises(LabError, match=r"only 0 of 5 trials usable in 15 \(excluded: server "
+                                       r"processed for 15.5 ms, over its budget\)"):
+        runner.run(_experiment(trial), {}, results_root=tmp_path)
+    (run_dir,) = (tmp_path / "synthetic").iterdir()
+    assert len(read_run(run_dir).rows) == 15            # all kept, none judged
+    assert lab_namespaces() == no_leftovers["netns"]
+
+
 def test_exception_inside_a_trial_is_a_lab_failure_naming_the_point(tmp_path, no_leftovers):
     with pytest.raises(LabError, match=r"synthetic, point 0 \(n_count=1\), trial 2: "
                                        r"RuntimeError: trial exploded"):

@@ -364,3 +364,13 @@ def test_capture_clocks_near_1e9_seconds_change_nothing():
     two = critical_path(moved, OWNER, t + shift, "client", moved["client"][-1])
     assert two.network_ms == pytest.approx(one.network_ms, abs=1e-3)
     assert two.network_ms >= (4 * d + 0.040) * 1e3 - 1e-3
+
+
+def test_processing_over_budget_excludes_the_trial_with_the_numbers():
+    from wirelab.measure.critical_path import exclusion, over_budget
+    assert over_budget({"server": 2.8, "client": 17.0}, {"server": 10.0, "client": 70.0}, "c2") == ""
+    why = over_budget({"server": 15.5, "client": 17.0}, {"server": 10.0, "client": 70.0}, "c2")
+    assert why == "c2: server processed for 15.5 ms on the path, over its budget of 10 ms"
+    assert over_budget({"h9": 0.1}, {}, "x").startswith("x: h9 processed for 0.1 ms")   # no budget: 0
+    assert exclusion("", "") == {}
+    assert exclusion("resent: 1 segment", why) == {"excluded": "resent: 1 segment; " + why}

@@ -345,12 +345,19 @@ def critical_path(taps: dict[str, list[Event]], owner: dict[str, str], start: fl
                     resent)
 
 
-def check_budget(compute_ms: dict[str, float], budget_ms: dict[str, float], what: str) -> None:
+def over_budget(compute_ms: dict[str, float], budget_ms: dict[str, float], what: str) -> str:
     """Each end's processing on a path against the budget its experiment declares (think
-    time plus a stated margin): more is a lab fault (a gap nothing explains), with the
-    numbers."""
+    time plus a stated margin): why a trial went over (a gap nothing explains: the trial
+    is excluded, recorded and never judged; a point that cannot collect its trials within
+    the runner's limit is a lab fault), or "" when it did not."""
     over = {n: ms for n, ms in compute_ms.items() if ms > budget_ms.get(n, 0.0)}
-    if over:
-        raise LabError(f"{what}: " + ", ".join(
-            f"{n} processed for {ms:.1f} ms on the path, over its budget of "
-            f"{budget_ms.get(n, 0.0):g} ms" for n, ms in over.items()))
+    return f"{what}: " + ", ".join(
+        f"{n} processed for {ms:.1f} ms on the path, over its budget of "
+        f"{budget_ms.get(n, 0.0):g} ms" for n, ms in over.items()) if over else ""
+
+
+def exclusion(*reasons: str) -> dict:
+    """{EXCLUDED: the reasons joined} for a trial with any, else {}."""
+    from wirelab.spec.context import EXCLUDED
+    why = "; ".join(r for r in reasons if r)
+    return {EXCLUDED: why} if why else {}

@@ -146,6 +146,10 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
                         prog.update(i, params, used, {k: v for k, v in batch[-1].items()
                                                       if k != EXCLUDED})
                     trial = None
+                    if used < n:
+                        why = sorted({r[EXCLUDED] for r in point_rows if r[EXCLUDED]})
+                        raise LabError(f"only {used} of {n} trials usable in {len(point_rows)} "
+                                       f"(excluded: {'; '.join(why)[:500]})")
                     for m in exp.point_metrics:
                         if m.name not in predicted:
                             continue

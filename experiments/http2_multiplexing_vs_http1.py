@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from wirelab.errors import LabError
 from wirelab.measure import curl
-from wirelab.measure.critical_path import critical_path, exclusion, over_budget
+from wirelab.measure.critical_path import critical_path, over_budget
 from wirelab.measure.phases import resent as resent_packets
 from wirelab.measure.tap import Tap, fetch_span, run_tapped, timelines
 from wirelab.models.tcp import formula_rounds, iw_of, mss_from_kernel
 from wirelab.models.tls import handshake_round_trips
 from wirelab.peers import web
 from wirelab.spec import REPORTED, Bars, Choice, Metric, Param, Tolerance
+from wirelab.spec.context import exclusion
 from wirelab.topologies.routed_path import RoutedPath
 
 ID = "http2_multiplexing_vs_http1"

@@ -34,13 +34,14 @@ import time
 from wirelab.kernel.facts import measure_jiffy_ms
 from wirelab.lab.sysctl import sysctl_path
 from wirelab.measure import netstat
-from wirelab.measure.critical_path import critical_path, exclusion, over_budget
+from wirelab.measure.critical_path import critical_path, over_budget
 from wirelab.measure.tap import Tap, exchange_span, ladder, tapped, timelines
 from wirelab.models.tcp import iw_of
 from wirelab.models.timers import ato_min_ms, hz_of, jiffy_ms
 from wirelab.peers import small_writes
 from wirelab.peers.small_writes import MODES
 from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
+from wirelab.spec.context import exclusion
 from wirelab.topologies.routed_path import RoutedPath
 
 ID = "nagle_delayed_ack_stall"

@@ -23,13 +23,14 @@ from types import SimpleNamespace
 from wirelab.errors import LabError
 from wirelab.lab.wait import poll
 from wirelab.measure import capture
-from wirelab.measure.critical_path import exclusion, over_budget
+from wirelab.measure.critical_path import over_budget
 from wirelab.measure.tls_timing import new_connection
 from wirelab.models.tcp import iw_of
 from wirelab.models.tls import HANDSHAKES, PROTOCOL_NAME, Handshake, handshake_round_trips
 from wirelab.peers.openssl import ClientReport, parse_s_client, redact, s_client_argv, s_server_argv
 from wirelab.peers.web import make_certs
 from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
+from wirelab.spec.context import exclusion
 from wirelab.topologies.routed_path import RoutedPath
 
 ID = "tls_handshake_rtts"

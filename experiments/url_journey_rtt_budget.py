@@ -25,13 +25,14 @@ from __future__ import annotations
 from wirelab.errors import LabError
 from wirelab.lab import firewall
 from wirelab.measure import curl
-from wirelab.measure.critical_path import exclusion, over_budget
+from wirelab.measure.critical_path import over_budget
 from wirelab.measure.phases import PHASES, describe, wire_phases
 from wirelab.measure.tap import Tap, run_tapped, timelines
 from wirelab.models.tcp import formula_rounds, iw_of, mss_from_kernel
 from wirelab.models.tls import PROTOCOL_NAME, handshake_round_trips
 from wirelab.peers import dns, web
 from wirelab.spec import Choice, Metric, Param, Tolerance, Waterfall
+from wirelab.spec.context import exclusion
 from wirelab.topologies.web_with_resolver import WebWithResolver
 
 ID = "url_journey_rtt_budget"

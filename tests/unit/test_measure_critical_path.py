@@ -367,7 +367,8 @@ def test_capture_clocks_near_1e9_seconds_change_nothing():
 
 
 def test_processing_over_budget_excludes_the_trial_with_the_numbers():
-    from wirelab.measure.critical_path import exclusion, over_budget
+    from wirelab.measure.critical_path import over_budget
+    from wirelab.spec.context import exclusion
     assert over_budget({"server": 2.8, "client": 17.0}, {"server": 10.0, "client": 70.0}, "c2") == ""
     why = over_budget({"server": 15.5, "client": 17.0}, {"server": 10.0, "client": 70.0}, "c2")
     assert why == "c2: server processed for 15.5 ms on the path, over its budget of 10 ms"

@@ -355,9 +355,3 @@ def over_budget(compute_ms: dict[str, float], budget_ms: dict[str, float], what:
         f"{n} processed for {ms:.1f} ms on the path, over its budget of "
         f"{budget_ms.get(n, 0.0):g} ms" for n, ms in over.items()) if over else ""
 
-
-def exclusion(*reasons: str) -> dict:
-    """{EXCLUDED: the reasons joined} for a trial with any, else {}."""
-    from wirelab.spec.context import EXCLUDED
-    why = "; ".join(r for r in reasons if r)
-    return {EXCLUDED: why} if why else {}

@@ -12,6 +12,13 @@ from typing import Any
 EXCLUDED = "excluded"
 
 
+def exclusion(*reasons: str) -> dict:
+    """{EXCLUDED: the reasons joined} for a trial with any reason, else {}: merged into a
+    trial's row, it is recorded and never judged."""
+    why = "; ".join(r for r in reasons if r)
+    return {EXCLUDED: why} if why else {}
+
+
 class RawWriter:
     """Writes captured tool output under ``raw/point<NNN>/`` of a run (appending)."""
 

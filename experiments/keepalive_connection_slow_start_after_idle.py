@@ -16,6 +16,7 @@ per response the model fed with that moment's TCP_INFO must match the cwnd after
 the round count (``model_miss_count``)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import statistics
@@ -41,7 +42,8 @@ PARAMS = [
     Param("idle_s", default=1.0, min=0.01, max=30.0, grid=(0.05, 1.0, 5.0), quick=(0.05, 1.0),
           help="idle gap before each reused response, s"),
     Choice("slow_start_after_idle", ("1", "0"), default="1", grid=("1", "0"), quick=("1", "0"),
-           help="1 = restart cwnd after idle", sysctl="net.ipv4.tcp_slow_start_after_idle"),
+           help="1 = restart cwnd after idle", sysctl="net.ipv4.tcp_slow_start_after_idle",
+           advice="set it to 0 on servers with long-lived connections", effect=("reuse_ms", "warm_ms")),
     Param("rtt_ms", default=50, min=10, max=500, grid=(50,), quick=(50,),
           help="round-trip time added by the router, ms (>= 10: rounds are counted from times)"),
 ]
@@ -147,10 +149,9 @@ class _Server(RecordingListener):
         while recv_exact(conn, len(REQUEST)):
             before = tcpinfo.read(conn)
             conn.setblocking(False)
-            try:
+            queued = 0
+            with contextlib.suppress(BlockingIOError):
                 queued = conn.send(self.payload)
-            except BlockingIOError:
-                queued = 0
             after = tcpinfo.read(conn)
             conn.setblocking(True)
             conn.sendall(self.payload[queued:])
@@ -178,8 +179,7 @@ def prepare(lab, params: dict, ctx) -> None:
 
 def trial(lab, params: dict, ctx) -> dict:
     r, st = float(params["rtt_ms"]), ctx.state
-    enabled = int(params["slow_start_after_idle"]) == 1
-    responses = []
+    enabled, responses = int(params["slow_start_after_idle"]) == 1, []
     with lab["h1"].socket() as client:
         client.settimeout(IO_TIMEOUT_S)
         t0 = time.perf_counter()

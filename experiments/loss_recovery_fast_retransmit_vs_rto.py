@@ -43,9 +43,11 @@ PARAMS = [
     Choice("case", CASES, default="middle", grid=CASES, quick=CASES,
            help="which segment is lost: one mid-flight, the last, or the last and its probe"),
     Choice("recovery", ("1", "0"), default="1", grid=("1", "0"), quick=("1",),
-           help="net.ipv4.tcp_recovery (1: RACK loss detection)", sysctl="net.ipv4.tcp_recovery"),
+           help="net.ipv4.tcp_recovery (1: RACK loss detection)", sysctl="net.ipv4.tcp_recovery",
+           advice="leave it at 1 (RACK, the default)"),
     Choice("sack", ("1", "0"), default="1", grid=("1", "0"), quick=("1",),
-           help="net.ipv4.tcp_sack on both ends", sysctl="net.ipv4.tcp_sack"),
+           help="net.ipv4.tcp_sack on both ends", sysctl="net.ipv4.tcp_sack",
+           advice="keep SACK on (some hardening guides turned it off after CVE-2019-11477)"),
     Param("rtt_ms", default=50, min=10, max=500, grid=(50,), quick=(50,),
           help="round-trip time added by the router, ms"),
 ]

@@ -35,7 +35,8 @@ TOPOLOGY = RoutedPath
 NEEDS = {"netem"}
 PARAMS = [
     Param("retries2_count", default=15, min=1, max=15, type=int, grid=(5, 8, 15), quick=(5,),
-          help="net.ipv4.tcp_retries2 in the client's namespace", sysctl="net.ipv4.tcp_retries2"),
+          help="net.ipv4.tcp_retries2 in the client's namespace", sysctl="net.ipv4.tcp_retries2",
+          advice="lower it to 5-8 so a dead peer is dropped in seconds, not 15 minutes", effect=("abort_s",)),
     Param("user_timeout_ms", default=0, min=0, max=600_000, type=int, grid=(0, 3000),
           quick=(0, 3000), help="TCP_USER_TIMEOUT on the socket, ms (0: not set)"),
     Param("rtt_ms", default=50, min=1, max=500, grid=(10, 50), quick=(50,),

@@ -49,7 +49,7 @@ PARAMS = [
           grid=(87380, 131072), quick=(131072,),
           help="the client's tcp_rmem[1] (initial receive buffer), bytes; above 131072 "
                "the window model would depend on a 6.1 stable backport",
-          sysctl="net.ipv4.tcp_rmem"),
+          sysctl="net.ipv4.tcp_rmem", advice="raise tcp_rmem to 4096 87380 16777216"),
 ]
 # 9 and 11: the 100 KB points are bimodal (about 1 trial in 10 ends a round early, see
 # the sidecar); with 9 trials a median flip has p < 0.1%.

@@ -41,7 +41,9 @@ PARAMS = [
     Choice("case", CASES, default="sysctl", grid=CASES, quick=CASES,
            help="what bounds the attempt: the sysctl, TCP_SYNCNT=1, or TCP_USER_TIMEOUT=2500 ms"),
     Param("syn_retries_count", default=6, min=1, max=10, type=int, grid=(2, 3, 6), quick=(2,),
-          help="net.ipv4.tcp_syn_retries in the client's namespace", sysctl="net.ipv4.tcp_syn_retries"),
+          help="net.ipv4.tcp_syn_retries in the client's namespace", sysctl="net.ipv4.tcp_syn_retries",
+          advice="lower it to 2 or 3 so that connect() to a dead address fails in seconds",
+          effect=("etimedout_s",)),
     Param("rtt_ms", default=50, min=1, max=1000, grid=(50,), quick=(50,),
           help="round-trip time added by the router, ms"),
 ]

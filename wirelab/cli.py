@@ -323,6 +323,8 @@ def cmd_run(args, argv) -> int:
         print((outcome.run_dir / "summary.md").read_text())
         print(f"results: {outcome.run_dir}")
         print(f"plot:    {outcome.run_dir / 'plot.png'}")
+        for extra in sorted(outcome.run_dir.glob("plot-*.png")):
+            print(f"         {extra}")
     return code
 
 

@@ -208,3 +208,42 @@ def test_formats_for_slides(tmp_path, fmt):
     assert out.stat().st_size > 10_000
     with pytest.raises(ValueError, match="one of"):
         figures.save(figures.render(run, exp), tmp_path / "f.bmp")
+
+
+def test_a_swept_sysctl_gets_its_own_figure_with_its_values_along_x(tmp_path):
+    """keepalive's quick grid sweeps tcp_slow_start_after_idle: 1 and 0 along x, the
+    metrics its effect shows in (reuse first, reported: hollow), a line per idle gap."""
+    from wirelab.report import plot
+    run, exp = stored("keepalive_connection_slow_start_after_idle")
+    pts = analysis.of_run(exp, run)
+    (param,) = figures.varied_sysctls(exp, pts)
+    assert param.sysctl == "net.ipv4.tcp_slow_start_after_idle"
+    fig = figures.render_sysctl(run, exp, param)
+    reuse, warm = fig.axes[0], fig.axes[1]
+    assert [t.get_text() for t in reuse.get_xticklabels()] == ["1", "0"]
+    assert reuse.get_xlabel() == "net.ipv4.tcp_slow_start_after_idle"
+    assert reuse.get_ylabel() == "reuse [ms]" and warm.get_ylabel() == "warm [ms]"
+    labels = [t.get_text() for t in reuse.get_legend().get_texts()]
+    assert labels == ["prediction", "idle 0.05 s (reported)", "idle 1 s (reported)"]
+    assert "verdict: MATCH" in fig._suptitle.get_text()
+    assert any("guides: set it to 0" in t.get_text() for t in fig.texts)
+    # restarted after 1 s idle with the sysctl at 1, not at 0: the effect is in the picture
+    dots = [ln for ln in reuse.get_lines() if ln.get_marker() == "o"]
+    assert len(dots) == 2 and all(len(ln.get_xdata()) == 2 for ln in dots)
+    # not written into the stored run by the test: copy it first
+    import shutil
+    copy = tmp_path / run.dir.name
+    shutil.copytree(run.dir, copy)
+    from wirelab.report.results import read_run as _read
+    made = plot.sysctl_plots(_read(copy), exp)
+    assert [p.name for p in made] == ["plot-tcp_slow_start_after_idle.png"]
+
+
+def test_the_summary_says_what_guides_advise_and_what_each_value_did():
+    from wirelab.report.summary import summary_markdown
+    run, exp = stored("keepalive_connection_slow_start_after_idle")
+    text = summary_markdown(exp, run.manifest, analysis.of_run(exp, run))
+    section = text.split("## Sysctls", 1)[1].split("## What Linux does")[0]
+    assert ("`net.ipv4.tcp_slow_start_after_idle` (parameter slow_start_after_idle): tuning "
+            "guides say set it to 0 on servers with long-lived connections") in section
+    assert "  - 1: reuse_ms " in section and "  - 0: reuse_ms " in section

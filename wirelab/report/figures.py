@@ -459,6 +459,61 @@ def render(run, exp):
     return fig
 
 
+def varied_sysctls(exp, pts: list[dict]) -> list:
+    """The parameters that set a sysctl and take more than one value in this run."""
+    return [p for p in exp.PARAMS
+            if p.sysctl and len({str(pt["params"][p.name]) for pt in pts}) > 1]
+
+
+def render_sysctl(run, exp, param):
+    """The effect of one swept sysctl: its values along x (in the grid's order), each
+    judged metric's median with p10-p90 whiskers against the prediction (dashed), a line
+    per combination of the run's other varied parameters."""
+    pts = analysis.of_run(exp, run)
+    seen = {str(p["params"][param.name]) for p in pts}
+    values = [str(v) for v in param.grid if str(v) in seen] + sorted(
+        seen - {str(v) for v in param.grid})
+    chosen = list(param.effect) or [m.name for m in exp.trial_metrics if m.judged and m.plot]
+    metrics = [exp.metric(n) for n in chosen if any(n in p["measured"] for p in pts)][:2]
+    others = [n for n in exp.params if n != param.name
+              and len({str(p["params"][n]) for p in pts}) > 1]
+    plt = _plt()
+    with plt.rc_context(RC):
+        fig, gs = _frame(run, exp, f"What does {param.sysctl} do here?", pts,
+                         ncols=max(1, len(metrics)))
+        for mi, m in enumerate(metrics):
+            ax = fig.add_subplot(gs[0, mi])
+            groups: dict[str, list[dict]] = {}
+            for p in pts:
+                if m.name in p["measured"]:
+                    groups.setdefault(_label(exp, p["params"], others, {}), []).append(p)
+            for gi, (label, sub) in enumerate(sorted(groups.items())):
+                c = PALETTE[gi % len(PALETTE)]
+                sub.sort(key=lambda p: values.index(str(p["params"][param.name])))
+                xs = [values.index(str(p["params"][param.name])) + (gi - (len(groups) - 1) / 2) * 0.08
+                      for p in sub]
+                med = [p["measured"][m.name] for p in sub]
+                ax.plot(xs, [p["predicted"][m.name] for p in sub], "--", color=c, lw=2,
+                        marker="_", ms=30, mew=3)
+                lo = [max(0.0, v - p["p10"][m.name]) for v, p in zip(med, sub, strict=True)]
+                hi = [max(0.0, p["p90"][m.name] - v) for v, p in zip(med, sub, strict=True)]
+                ax.errorbar(xs, med, yerr=[lo, hi], fmt="o", ms=11, color=c, capsize=6,
+                            mfc="white" if not m.judged else c, mew=2,
+                            label=(label or "measured") + ("" if m.judged else " (reported)"))
+            ax.plot([], [], "--", color="black", lw=2, label="prediction")
+            ax.set_xticks(range(len(values)), values)
+            ax.set_xlim(-0.5, len(values) - 0.5)
+            ax.set_xlabel(f"{param.sysctl}")
+            ax.set_ylabel(f"{m.name.rsplit('_', 1)[0].replace('_', ' ')} [{m.unit_label}]")
+            ax.grid(True, axis="y", alpha=0.3)
+            ax.legend(loc="best")
+        if param.advice:
+            fig.text(0.99, 0.01, "\n".join(textwrap.wrap(f"guides: {param.advice}", 110)),
+                     ha="right", fontsize=12, color="#555555")
+        fig.tight_layout(rect=(0, 0.05, 1, 0.99))
+    return fig
+
+
 def save(fig, out: Path) -> Path:
     fmt = out.suffix.lstrip(".")
     if fmt not in FORMATS:

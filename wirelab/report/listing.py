@@ -81,6 +81,8 @@ def sysctl_text(sysctl: str, uses: list[tuple[Experiment, Param]]) -> str:
     for exp, p in uses:
         values = ",".join(str(v) for v in (p.grid or (p.default,)))
         lines += [f"  {exp.id} (parameter {p.name}; default {p.default}, grid {list(p.grid)})",
-                  f"      {exp.CLAIM}",
-                  f"      wirelab run {exp.id} --set {p.name}={values}"]
+                  f"      {exp.CLAIM}"]
+        if p.advice:
+            lines.append(f"      tuning guides: {p.advice}")
+        lines.append(f"      wirelab run {exp.id} --set {p.name}={values}")
     return "\n".join(lines)

@@ -18,4 +18,14 @@ def plot_run(run: Run, exp: Experiment, out: Path | None = None, fmt: str = "png
     custom = getattr(exp.module, "plot", None)
     if custom is not None:
         return custom(run, exp, out)
+    sysctl_plots(run, exp, fmt)
     return figures.save(figures.render(run, exp), out)
+
+
+def sysctl_plots(run: Run, exp: Experiment, fmt: str = "png") -> list[Path]:
+    """plot-<sysctl>.<fmt> in the run directory for each sysctl the run swept."""
+    from wirelab.report import analysis
+    pts = analysis.of_run(exp, run)
+    return [figures.save(figures.render_sysctl(run, exp, p),
+                         Path(run.dir) / f"plot-{p.sysctl.rsplit('.', 1)[-1]}.{fmt}")
+            for p in figures.varied_sysctls(exp, pts)]

@@ -76,6 +76,32 @@ def summary_markdown(exp: Experiment, manifest: dict, pts: list[dict]) -> str:
         lines.append(f"Largest excess over the prediction: {worst[0]:+.3f} ({worst[1]} at "
                      f"{worst[2]}).")
         lines.append("")
+    lines += _sysctl_lines(exp, pts)
     if exp.linux_fact:
         lines += ["## What Linux does", "", exp.linux_fact, ""]
     return "\n".join(lines)
+
+
+def _sysctl_lines(exp: Experiment, pts: list[dict]) -> list[str]:
+    """What each sysctl the run sets is said to do, and what it measurably did here."""
+    params = [p for p in exp.PARAMS if p.sysctl]
+    if not params or not pts:
+        return []
+    lines = ["## Sysctls", ""]
+    for prm in params:
+        lines.append(f"- `{prm.sysctl}` (parameter {prm.name})"
+                     + (f": tuning guides say {prm.advice}" if prm.advice else ""))
+        for value in dict.fromkeys(str(p["params"][prm.name]) for p in pts):
+            effects = []
+            shown = list(prm.effect) or [m.name for m in exp.metrics if m.judged]
+            for p in (p for p in pts if str(p["params"][prm.name]) == value):
+                m = next((m for m in shown if m in p["measured"]), None)
+                if m is not None:
+                    where = ", ".join(f"{n}={fmt(v)}" for n, v in p["params"].items()
+                                      if n != prm.name)
+                    pred = p["predicted"].get(m)
+                    effects.append(f"{m} {p['measured'][m]:.3f}" + (
+                        f" (predicted {pred:.3f})" if pred is not None else "") + f" at {where}")
+            lines.append(f"  - {value}: " + ("; ".join(effects) or "nothing judged"))
+    lines.append("")
+    return lines

@@ -26,6 +26,10 @@ def write(runs_root: Path, out_dir: Path, page: Path) -> list[Path]:
         image = figures.save(figures.render(run, exp), out_dir / f"{exp.id}.png")
         images.append(image)
         pts = analysis.of_run(exp, run)
+        extra = [figures.save(figures.render_sysctl(run, exp, p),
+                              out_dir / f"{exp.id}-{p.sysctl.rsplit('.', 1)[-1]}.png")
+                 for p in figures.varied_sysctls(exp, pts)]
+        images += extra
         spec = getattr(exp.module, "FIGURE", None)
         question = spec.question if spec is not None else exp.CLAIM
         verdict = analysis.verdict(pts, run.manifest.get("status") == "completed")
@@ -34,5 +38,6 @@ def write(runs_root: Path, out_dir: Path, page: Path) -> list[Path]:
                   f"({sum(p['ok'] for p in pts)} of {len(pts)} points), kernel "
                   f"{kern.get('release', '?')}, run `{run_dir.name}`", "",
                   f"![{exp.id}]({os.path.relpath(image, page.parent)})", ""]
+        lines += [f"![{exp.id}: {x.stem}]({os.path.relpath(x, page.parent)})\n" for x in extra]
     page.write_text("\n".join(lines))
     return images

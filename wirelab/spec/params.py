@@ -23,6 +23,11 @@ class Param:
     #: the sysctl this knob sets in the lab's namespaces (``net.ipv4.tcp_retries2``), so
     #: ``wirelab list --sysctl`` finds the experiments that plot its effect
     sysctl: str = ""
+    #: what tuning guides tell you to set it to (the summary sets it beside what it did)
+    advice: str = ""
+    #: the metrics in which the sysctl's effect shows (its figure and summary lines);
+    #: empty: the judged ones
+    effect: tuple = ()
 
     def parse(self, raw) -> float | int | str:
         """RAW (a string from the command line, or a number) -> a checked value."""
@@ -57,12 +62,13 @@ class Param:
 
 
 def Choice(name: str, choices: tuple, default=None, grid: tuple = (), quick: tuple = (),
-           help: str = "", sysctl: str = "") -> Param:
+           help: str = "", sysctl: str = "", advice: str = "", effect: tuple = ()) -> Param:
     """A categorical parameter: one of CHOICES (strings)."""
     names = tuple(str(c) for c in choices)
     return Param(name, default=str(default if default is not None else names[0]), min=0,
                  max=0, grid=tuple(str(g) for g in grid), quick=tuple(str(q) for q in quick),
-                 type=str, help=help, choices=names, sysctl=sysctl)
+                 type=str, help=help, choices=names, sysctl=sysctl, advice=advice,
+                 effect=effect)
 
 
 def _parse_number(raw: str, typ: type) -> float | int:

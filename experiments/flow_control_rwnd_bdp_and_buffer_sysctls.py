@@ -43,6 +43,13 @@ PARAMS = [
           help="round-trip time added by the router, ms"),
     Param("bw_mbps", default=20, min=1, max=50, grid=(20,), quick=(20,),
           help="the bottleneck toward the reader (tbf on r1), Mbit/s"),
+    Param("rmem2_bytes", default=6291456, min=65536, max=1 << 26, type=int, grid=(262144, 6291456),
+          quick=(6291456,), help="the reader's tcp_rmem[2]: how far autotuning may grow its buffer",
+          sysctl="net.ipv4.tcp_rmem", effect=("goodput_mbps",),
+          advice="raise tcp_rmem's maximum to 16 MB for fast, long paths"),
+    Param("rmem_max_bytes", default=212992, min=4096, max=1 << 26, type=int, grid=(212992, 16777216),
+          quick=(212992,), help="net.core.rmem_max: the cap on SO_RCVBUF (kernel-wide: UML only)",
+          sysctl="net.core.rmem_max", effect=("goodput_mbps",), advice="set rmem_max = 16777216"),
 ]
 REPEATS = 3
 QUICK_REPEATS = 2
@@ -73,6 +80,12 @@ SEND_S, PAUSE_AT_S, PAUSE_S, SAMPLE_S = 4.0, 1.0, 3.0, 0.02
 RMEM_MAX = "net.core.rmem_max"
 
 
+def lab_sysctls(params: dict) -> dict:
+    # both ends (the kernel facts are read at h1); only the reader's matters
+    return {"*": {"net.ipv4.tcp_rmem": f"4096 131072 {int(params['rmem2_bytes'])}"},
+            "kernel": {RMEM_MAX: str(int(params["rmem_max_bytes"]))}}
+
+
 def window_bytes(case: str, kernel: dict) -> int | None:
     """The window an SO_RCVBUF of BUFFERS[case] lets the receiver advertise on 6.1, None
     if autotuned: the buffer 2 min(X, rmem_max), half of it offered (tcp_adv_win_scale 1),
@@ -80,7 +93,7 @@ def window_bytes(case: str, kernel: dict) -> int | None:
     segment": window_clamp = full space - advmss)."""
     x = BUFFERS[case]
     if not x:
-        return None
+        return None     # autotuned: up to tcp_rmem[2] / 2, reached as the flow grows
     releases.require(kernel, "the SO_RCVBUF window (tcp_adv_win_scale)", before=(6, 6))
     full = min(x, int(kernel.get("global", {}).get(RMEM_MAX, 212992)))
     clamp = full - MSS
@@ -101,7 +114,8 @@ def predict(params: dict, kernel: dict) -> dict:
         return {"first_probe_rto_ratio": 1.0, "backoff_rto_ratio": 2.0, "zero_window_count": 1.0,
                 "rto_ms": nominal_rto_ms(r * 1e3, hz_of(kernel), rto_min_of(kernel))}
     if w is None:
-        return {"goodput_mbps": c}
+        rmem2 = int(kernel["sysctls"]["net.ipv4.tcp_rmem"].split()[2])
+        return {"goodput_mbps": min(c, (rmem2 - (rmem2 >> 1)) * 8 / r / 1e6)}
     return {"goodput_mbps": min(c, w * 8 / r / 1e6), "window_kb": w / 1e3}
 
 

@@ -411,3 +411,21 @@ def test_a_dropped_syn_is_reported_and_its_transfer_never_judged(tmp_path, no_le
     assert flagged[0]["connect_ms"] >= 1000.0
     assert all(r["connect_ms"] < 60.0 for r in run.rows if not r["excluded"])
     assert "Excluded from the statistics" in (run.dir / "summary.md").read_text()
+
+
+def test_rmem_max_is_changed_only_inside_the_guest_and_moves_an_explicit_buffers_window(
+        tmp_path, no_leftovers):
+    """The kernel-wide net.core.rmem_max, set in the UML guest (never the host): 256 KiB
+    of SO_RCVBUF then gets its whole window (262144 - 1448 reserved = 260696 B) and the
+    link's rate at r = 100 ms instead of 211544 B and 16.9 Mbit/s."""
+    before = Path("/proc/sys/net/core/rmem_max").read_text()
+    res = wirelab("--results-dir", str(tmp_path), "run", "flow_control", "--kernel", "uml",
+                  "--quick", "--set", "case=256k", "--set", "rmem_max_bytes=16777216", "--repeats", "1",
+                  "--json", timeout=1800)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    (p,) = json.loads(res.stdout)["points"]
+    assert p["measured"]["window_kb"] == pytest.approx(260.696, rel=1e-3)
+    assert abs(p["measured"]["goodput_mbps"] - 20 * 1448 / 1514) <= 0.1 * 20 * 1448 / 1514
+    run = read_run(Path(json.loads(res.stdout)["run_dir"]))
+    assert run.manifest["points"][0]["effective_sysctls"]["kernel"] == {"net.core.rmem_max": "16777216"}
+    assert Path("/proc/sys/net/core/rmem_max").read_text() == before

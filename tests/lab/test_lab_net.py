@@ -88,6 +88,20 @@ def test_global_sysctls_are_refused_and_host_untouched(no_leftovers):
     assert Path("/proc/sys/kernel/pty/max").read_text() == before
 
 
+def test_a_kernel_wide_sysctl_is_never_changed_on_the_host(no_leftovers):
+    """net.core.rmem_max is one value for the whole kernel: a lab asking for another value
+    is refused before anything is built (only a UML guest may change it); asking for the
+    value the kernel has is fine."""
+    from wirelab.errors import EnvironmentProblem
+    now = Path("/proc/sys/net/core/rmem_max").read_text().strip()
+    with pytest.raises(EnvironmentProblem, match="only a lab inside User-Mode Linux"):
+        with Lab(get("single_link")(), sysctls={"kernel": {"net.core.rmem_max": str(int(now) + 4096)}}):
+            pass
+    assert Path("/proc/sys/net/core/rmem_max").read_text().strip() == now
+    with Lab(get("single_link")(), sysctls={"kernel": {"net.core.rmem_max": now}}) as lab:
+        assert "kernel" not in lab.effective_sysctls()
+
+
 def test_host_root_sysctls_identical_after_a_lab(no_leftovers):
     before = root_sysctls()
     with Lab(get("dumbbell")(pairs=1, bw_mbps=10),

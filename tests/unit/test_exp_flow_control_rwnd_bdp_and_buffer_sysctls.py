@@ -75,3 +75,19 @@ def test_probes_are_timed_from_the_ack_that_emptied_the_pipe():
               _Ev(1.90, False, 30000), _Ev(1.91, True, payload=b"y")]
     armed, probes, answers = zero_window_probes(events, MOD.PORT)
     assert armed == 0.09 and probes == [0.45, 1.27] and answers == [0.55, 1.37]
+
+
+def test_autotuning_stops_at_half_of_tcp_rmem_2():
+    # 256 KiB: a 128 KiB window, 10.5 Mbit/s at r = 100 ms, under the 19.1 Mbit/s link
+    small = kernel_facts(hz=100, tcp_rmem="4096 131072 262144")
+    out = MOD.predict(params(case="auto", rtt_ms=100, rmem2_bytes=262144), small)
+    assert out == {"goodput_mbps": pytest.approx(131072 * 8 / 0.1 / 1e6)}
+    # rmem_max is not in it: only the explicit buffer's window moves with it
+    link = {"goodput_mbps": pytest.approx(20 * 1448 / 1514)}
+    assert MOD.predict(params(case="auto", rtt_ms=100), K) == link
+
+
+def test_the_lab_sets_tcp_rmem_on_both_ends_and_rmem_max_kernel_wide():
+    s = EXP.sysctls(params(rmem2_bytes=262144, rmem_max_bytes=16777216))
+    assert s["*"]["net.ipv4.tcp_rmem"] == "4096 131072 262144"
+    assert s["kernel"] == {"net.core.rmem_max": "16777216"}

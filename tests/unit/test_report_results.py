@@ -166,6 +166,7 @@ def test_a_metric_a_point_neither_predicts_nor_measures_does_not_apply_there(mak
     # a reported metric measured where nothing predicts it is shown, not judged
     exp_fc = load("flow_control_rwnd_bdp_and_buffer_sysctls")
     rows_fc = [{"point": 0, "repeat": k, "case": "auto", "rtt_ms": 100.0, "bw_mbps": 20.0,
+                "rmem2_bytes": 6291456, "rmem_max_bytes": 212992,
                 "goodput_mbps": 19.0 + k / 10, "window_kb": 900.0 + k,
                 "predicted_goodput_mbps": 19.13} for k in range(3)]
     (p_fc,) = analysis.points(exp_fc, rows_fc)

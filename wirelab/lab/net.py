@@ -24,14 +24,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from wirelab.errors import BadInput, LabError
+from wirelab import settings
+from wirelab.errors import BadInput, EnvironmentProblem, LabError
 from wirelab.lab import netns
 from wirelab.lab.ledger import Ledger, UndoStack, new_tag, proc_starttime, stop_process
 from wirelab.lab.node import Intf, Node
 from wirelab.lab.shaping import Shaping
 from wirelab.lab.shaping import apply as apply_shaping
-from wirelab.lab.sysctl import BASELINE, QUIET_IPV6, sysctl_path
+from wirelab.lab.sysctl import BASELINE, QUIET_IPV6, read_global, sysctl_path, write_root
 
+#: the SYSCTLS key of sysctls that are one value for the whole kernel
+KERNEL_WIDE = "kernel"
 log = logging.getLogger(__name__)
 
 
@@ -44,7 +47,10 @@ class Lab:
 
     SYSCTLS maps node names (or ``"*"`` for every host and router) to
     ``{sysctl: value}``; values are set in that namespace and read back into
-    ``lab.effective_sysctls()``.
+    ``lab.effective_sysctls()``.  The key ``"kernel"`` holds sysctls that are one value
+    for the whole kernel (``net.core.rmem_max``): a lab sets them only where it owns the
+    kernel, inside the UML guest, and puts them back when it closes; elsewhere a value
+    other than the kernel's is refused (a lab never changes the host).
     """
 
     def __init__(self, topo, *, sysctls: dict[str, dict] | None = None,
@@ -56,6 +62,7 @@ class Lab:
         self.topo = topo
         self.tag = tag or new_tag()
         self.extra_sysctls = sysctls or {}
+        self.kernel_sysctls: dict[str, str] = {}
         self.use_ledger = use_ledger
         self.nodes: dict[str, Node] = {}
         self.ledger: Ledger | None = None
@@ -135,7 +142,21 @@ class Lab:
         self.nodes[name] = node
         return node
 
+    def _kernel_sysctls(self) -> None:
+        for name, value in self.extra_sysctls.get(KERNEL_WIDE, {}).items():
+            old = read_global(name)
+            if old.split() == str(value).split():
+                continue
+            if not settings.inside_guest():
+                raise EnvironmentProblem(
+                    f"{name} is one value for the whole kernel ({old} here, {value} asked): only "
+                    "a lab inside User-Mode Linux may change it; run with --kernel uml")
+            write_root(name, str(value))
+            self.undo.push(f"put {name} back to {old}", lambda n=name, v=old: write_root(n, v))
+            self.kernel_sysctls[name] = read_global(name)
+
     def _build(self) -> None:
+        self._kernel_sysctls()
         topo = self.topo
         switches = [n for n in topo.nodes() if topo.isSwitch(n)]
         sw_node = self._add_node("sw", "switch") if switches else None
@@ -275,7 +296,8 @@ class Lab:
                 intf.shaping = shaping
 
     def effective_sysctls(self) -> dict[str, dict[str, str]]:
-        return {n.name: dict(n.sysctls) for n in self.hosts()}
+        out = {n.name: dict(n.sysctls) for n in self.hosts()}
+        return out | ({KERNEL_WIDE: dict(self.kernel_sysctls)} if self.kernel_sysctls else {})
 
     def describe(self) -> dict:
         """Nodes, interfaces, addresses and shaping, for the run manifest."""

@@ -93,7 +93,12 @@ def points(exp: Experiment, rows: list[dict], samples: list[dict] | None = None,
 
 
 def fmt(value) -> str:
-    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+    """A parameter value as a person reads it: whole numbers in full (16777216, not
+    1.67772e+07), other numbers short (0.05, 2.5)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, int) \
+        else str(value)
 
 
 def verdict(pts: list[dict], complete: bool = True) -> str:

@@ -17,6 +17,7 @@ exists so ``wirelab clean`` can finish after a SIGKILL.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import shutil
@@ -152,7 +153,7 @@ class Lab:
                     f"{name} is one value for the whole kernel ({old} here, {value} asked): only "
                     "a lab inside User-Mode Linux may change it; run with --kernel uml")
             write_root(name, str(value))
-            self.undo.push(f"put {name} back to {old}", lambda n=name, v=old: write_root(n, v))
+            self.undo.push(f"put {name} back to {old}", functools.partial(write_root, name, old))
             self.kernel_sysctls[name] = read_global(name)
 
     def _build(self) -> None:

@@ -231,6 +231,19 @@ fi
     || die "$venv/bin/python cannot import mininet and pyroute2"
 say "check: venv imports mininet, pyroute2 ... ok"
 
+# A second UML kernel: Debian 13's 6.12 (and the C library it needs), fetched as Debian
+# packages and unpacked under build/kernels, never installed over the system's own.
+# WIRELAB_SECOND_KERNEL=0 skips it (the 6.12 tests then fail and say so).
+if [ "${WIRELAB_SECOND_KERNEL:-1}" = 1 ]; then
+    if "$venv/bin/wirelab" kernels --json | grep -q '"6.12"'; then
+        say "kernels: uml:6.12 ... ok (already present)"
+    else
+        say "kernels: fetching Debian 13's UML kernel into $project_dir/build/kernels"
+        "$venv/bin/wirelab" kernels fetch || die "could not fetch Debian 13's UML kernel"
+        changed+=(kernels)
+    fi
+fi
+
 if [ "${#changed[@]}" -eq 0 ]; then
     say "nothing to change ($(elapsed))"
 else

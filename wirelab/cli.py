@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,13 @@ from wirelab.spec.params import parse_sets
 
 EXIT_MATCH, EXIT_DEVIATES, EXIT_BAD_INPUT, EXIT_ENV, EXIT_LAB, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 KERNELS = ("auto", "host", "uml")
+
+
+def _kernel_arg(value: str) -> str:
+    if value in KERNELS or re.fullmatch(r"uml:\d+\.\d+", value):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: allowed auto, host, uml, or uml:X.Y "
+                                     "(a UML kernel `wirelab kernels` lists, e.g. uml:6.12)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,12 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     def kernel_opt(sp):
-        sp.add_argument("--kernel", default="auto", choices=KERNELS,
-                        help="kernel backend: the host's, User-Mode Linux, or auto (default): "
-                             "the host when it has what the lab needs, else UML")
+        sp.add_argument("--kernel", default="auto", type=_kernel_arg, metavar="{auto,host,uml,uml:X}",
+                        help="kernel backend: the host's, User-Mode Linux (uml: the system's; "
+                             "uml:6.1, uml:6.12: that one, see `wirelab kernels`), or auto "
+                             "(default): the host when it has what the lab needs, else UML")
 
     def json_opt(sp, what: str):
         sp.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+
+    k = add("kernels", cmd_kernels, "the UML kernels this machine can boot (--kernel uml:X)")
+    k.add_argument("action", nargs="?", choices=("list", "fetch"), default="list",
+                   help="list (default), or fetch Debian 13's 6.12 into the project's cache")
+    json_opt(k, "the kernels")
 
     d = add("doctor", cmd_doctor, "what this machine's kernels and tools can do")
     kernel_opt(d)
@@ -150,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings.configure(results_dir=getattr(args, "results_dir", None),
                            verbose=verbose or None)
+        kernel = getattr(args, "kernel", None)
+        if isinstance(kernel, str) and kernel.startswith("uml:"):
+            from wirelab.kernel import kernels
+            if not settings.inside_guest():         # the guest runs the kernel it is
+                kernels.select(kernel[4:])          # bad input before anything starts
+            settings.override(uml_kernel=kernel[4:])
+            args.kernel = "uml"
         return args.func(args, command_part(argv))
     except KeyboardInterrupt:
         print("\nwirelab: interrupted; the lab was torn down", file=sys.stderr)
@@ -187,6 +208,30 @@ def _crash(what: str, e: BaseException, verbose: bool) -> None:
 def cmd_doctor(args, argv) -> int:
     from wirelab.kernel import doctor
     return doctor.main(args.kernel, args.json, not args.no_tools)
+
+
+def cmd_kernels(args, argv) -> int:
+    from wirelab.kernel import kernels
+    if args.action == "fetch":
+        _require_root()
+        k = kernels.fetch_debian13(progress=lambda m: print(f"wirelab: {m}", file=sys.stderr))
+        print(f"uml:{k.name}  {k.release}  {k.binary}  ({k.origin.strip()})")
+        return 0
+    have = kernels.available_kernels()
+    if args.json:
+        print(json.dumps({n: {"release": k.release, "binary": str(k.binary), "origin": k.origin.strip(),
+                              "modules": str(k.module_root / k.release),
+                              "loader": str(k.loader) if k.loader else "the system's"}
+                          for n, k in have.items()}, indent=1))
+        return 0
+    system = kernels.system_kernel()
+    for n, k in have.items():
+        default = "  (the default for --kernel uml)" if system and system.name == n else ""
+        print(f"uml:{n}  {k.release}  {k.binary}  {k.origin.strip()}{default}")
+    if "6.12" not in have:
+        print("uml:6.12 is not here: `sudo wirelab kernels fetch` (or `sudo make setup`) "
+              "fetches Debian 13's", file=sys.stderr)
+    return 0 if have else EXIT_ENV
 
 
 def cmd_clean(args, argv) -> int:

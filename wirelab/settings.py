@@ -12,6 +12,7 @@ flag                    environment               default
 (none)                  ``WIRELAB_UML_BINARY``    ``/usr/bin/linux.uml``
 (none)                  ``WIRELAB_UML_MEM_MB``    1024 (128 to 16384)
 (none)                  ``WIRELAB_UML_MODULES``   none: modules to load at guest boot
+``--kernel uml:X``      ``WIRELAB_UML_KERNEL``    the system's: which UML kernel (6.1, 6.12)
 (none)                  ``WIRELAB_KEEP_UML_CTL``  0: keep a guest's control directory
 ``-v``                  ``WIRELAB_VERBOSE``       0
 ======================  ========================  ====================================
@@ -42,6 +43,7 @@ class Settings:
     uml_mem_mb: int
     uml_modules: str
     keep_uml_ctl: bool
+    uml_kernel: str
     verbose: bool
 
     def env(self) -> dict[str, str]:
@@ -52,6 +54,7 @@ class Settings:
                 "WIRELAB_UML_MEM_MB": str(self.uml_mem_mb),
                 "WIRELAB_UML_MODULES": self.uml_modules,
                 "WIRELAB_KEEP_UML_CTL": str(int(self.keep_uml_ctl)),
+                "WIRELAB_UML_KERNEL": self.uml_kernel,
                 "WIRELAB_VERBOSE": str(int(self.verbose))}
 
 
@@ -90,6 +93,7 @@ def from_environment(environ=None, *, results_dir: str | Path | None = None,
         uml_mem_mb=_mem_mb(env),
         uml_modules=env.get("WIRELAB_UML_MODULES", ""),
         keep_uml_ctl=_flag(env, "WIRELAB_KEEP_UML_CTL"),
+        uml_kernel=env.get("WIRELAB_UML_KERNEL", "").strip(),
         verbose=_flag(env, "WIRELAB_VERBOSE") if verbose is None else verbose)
 
 

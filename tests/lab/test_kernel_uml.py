@@ -213,3 +213,48 @@ def test_sigkill_of_a_uml_run_then_clean_leaves_nothing(tmp_path):
     left = left_behind(before)
     assert not left, f"left behind after clean: {left}\n{res.stdout}"
     assert not uml_pids() - before["uml"]
+
+
+# --- a second kernel: Debian 13's 6.12 (provisioned into build/kernels) --------------------
+
+def test_doctor_probes_both_uml_kernels(no_leftovers):
+    res = wirelab("doctor", "--json", "--kernel", "uml", timeout=300)
+    assert res.returncode == 0, res.stderr
+    kernels = json.loads(res.stdout)["uml_kernels"]
+    assert sorted(r.split(".")[0] + "." + r.split(".")[1] for r in kernels) == ["6.1", "6.12"]
+    for release, rep in kernels.items():
+        for feature in ("netem", "tbf", "fq", "openvswitch"):
+            assert rep["features"][feature]["ok"] is True, (release, feature)
+        assert rep["kernel"]["uml"] is True
+
+
+@pytest.mark.parametrize("kernel, release", [("uml:6.1", "6.1."), ("uml:6.12", "6.12.")])
+def test_a_claim_runs_on_the_kernel_asked_for(tmp_path, no_leftovers, kernel, release):
+    """The handshake on each kernel: both mount the guest's folders (util-linux 2.38 on the
+    host side, hostfs through mount(2)) and the claim holds on both."""
+    res = wirelab("--results-dir", str(tmp_path), "run", "tcp_handshake", "--quick", "--kernel",
+                  kernel, "--set", "rtt_ms=10", "--json", timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    doc = json.loads(res.stdout)
+    assert doc["verdict"] == "match"
+    from wirelab.report.results import read_run
+    run = read_run(doc["run_dir"])
+    assert run.manifest["kernel"]["release"].startswith(release)
+    assert run.manifest["points"][0]["kernel_facts"]["release"].startswith(release)
+
+
+def test_a_model_that_does_not_know_the_kernel_refuses_with_exit_3(tmp_path, no_leftovers):
+    """The receive-window model of slow start is 6.1's (tcp_adv_win_scale); on 6.12 the
+    window comes from scaling_ratio, and the model says so instead of guessing."""
+    res = wirelab("--results-dir", str(tmp_path), "run", "slow_start", "--quick", "--kernel",
+                  "uml:6.12", "--set", "size_bytes=100000", timeout=600)
+    assert res.returncode == 3, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "6.12" in res.stderr and "6.6" in res.stderr
+
+
+def test_an_unknown_kernel_is_bad_input(no_leftovers):
+    res = wirelab("run", "tcp_handshake", "--quick", "--kernel", "uml:5.10", timeout=60)
+    assert res.returncode == 2
+    assert "uml:5.10: no such UML kernel here; available: uml:6.1, uml:6.12" in res.stderr
+    res = wirelab("run", "tcp_handshake", "--quick", "--kernel", "uml6.12", timeout=60)
+    assert res.returncode == 2 and "allowed auto, host, uml, or uml:X.Y" in res.stderr

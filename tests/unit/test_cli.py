@@ -101,8 +101,8 @@ def test_bad_input_exits_2_before_anything_exists(no_lab, capsys, argv, fragment
 
 @pytest.mark.parametrize("argv, fragment", [
     (["run", "tcp_handshake", "--bogus"], "unrecognized arguments: --bogus"),
-    (["run", "tcp_handshake", "--kernel", "bogus"], "invalid choice: 'bogus'"),
-    (["doctor", "--kernel", "bogus"], "invalid choice"),
+    (["run", "tcp_handshake", "--kernel", "bogus"], "'bogus': allowed auto, host, uml, or uml:X.Y"),
+    (["doctor", "--kernel", "uml:six"], "'uml:six': allowed auto, host, uml, or uml:X.Y"),
     (["run", "tcp_handshake", "--repeats", "many"], "invalid int value"),
     (["run"], "experiment"),
     (["frobnicate"], "invalid choice"),

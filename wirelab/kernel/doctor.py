@@ -57,12 +57,13 @@ def can_run_labs(report: dict | None) -> bool:
                                       for f in LAB_MINIMUM)
 
 
-def render(host: dict | None, guest: dict | None) -> str:
+def render(host: dict | None, guest: dict | None, more: list[dict] | None = None) -> str:
     cols = []
     if host:
         cols.append(("host " + host["kernel"]["release"], host))
-    if guest:
-        cols.append(("uml " + guest["kernel"]["release"], guest))
+    for g in [guest, *(more or [])]:
+        if g:
+            cols.append(("uml " + g["kernel"]["release"], g))
     width = 34
     lines = ["Kernel features (each probed in a throw-away namespace)"]
     lines.append("  " + "feature".ljust(width) + "".join(c[0][:22].ljust(24) for c in cols))
@@ -85,9 +86,10 @@ def render(host: dict | None, guest: dict | None) -> str:
         u = host["uml"]
         lines.append("")
         lines.append(f"User-Mode Linux: {'available' if u['available'] else 'UNAVAILABLE'} ({u['detail']})")
-        if guest:
-            lines.append(f"  boot to command {guest['boot_s']:.2f} s; "
-                         f"whole probe run {guest['total_s']:.2f} s")
+        for g in [guest, *(more or [])]:
+            if g:
+                lines.append(f"  {g['kernel']['release']}: boot to command {g['boot_s']:.2f} s; "
+                             f"whole probe run {g['total_s']:.2f} s")
     lines.append("")
     lines.append("Kernel backend a lab would use (--kernel auto):")
     lines.extend("  " + line for line in backend_story(host, guest))
@@ -114,22 +116,41 @@ def backend_story(host: dict | None, guest: dict | None) -> list[str]:
     return out
 
 
+def guest_reports(kernel: str) -> list[dict]:
+    """A probe run in every UML kernel here (the one --kernel uml:X names, if any): the
+    system's first."""
+    from wirelab.kernel import kernels
+    conf = settings.current()
+    names = [conf.uml_kernel] if conf.uml_kernel else list(kernels.available_kernels()) or [""]
+    out = []
+    try:
+        for name in names:
+            settings.override(uml_kernel=name)
+            ok, why = uml.available()
+            if ok:
+                out.append(uml_report())
+            elif kernel == "uml":
+                raise EnvironmentProblem(f"cannot use the UML kernel backend: {why}")
+    finally:
+        settings.override(uml_kernel=conf.uml_kernel)
+    return out
+
+
 def main(kernel: str, as_json: bool, with_tools: bool = True) -> int:
-    host = guest = None
+    host = None
+    guests: list[dict] = []
     if kernel in ("auto", "host") or settings.inside_guest():
         host = local_report(with_tools)
     if not settings.inside_guest() and kernel in ("auto", "uml"):
-        ok, why = uml.available()
-        if ok:
-            guest = uml_report()
-        elif kernel == "uml":
-            raise EnvironmentProblem(f"cannot use the UML kernel backend: {why}")
+        guests = guest_reports(kernel)
+    guest = guests[0] if guests else None
     if as_json:
-        doc = host if (host and not guest) else {"host": host, "uml": guest}
+        doc = host if (host and not guest) else {"host": host, "uml": guest, "uml_kernels": {
+            g["kernel"]["release"]: g for g in guests}}
         print(json.dumps(doc, indent=1))
     else:
-        print(render(host, guest))
-    if can_run_labs(host) or can_run_labs(guest):
+        print(render(host, guest, guests[1:]))
+    if can_run_labs(host) or any(can_run_labs(g) for g in guests):
         return 0
     if as_json:
         return 3

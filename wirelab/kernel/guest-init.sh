@@ -35,7 +35,7 @@ mount -t proc proc /proc || fail "cannot mount /proc"
 mount -t tmpfs -o mode=0755,size=${WIRELAB_OVERLAY_SIZE:-50%} tmpfs /tmp || fail "cannot mount tmpfs"
 
 REL=$(uname -r)
-MODTREE=/usr/lib/uml/modules/$REL
+MODTREE=${MODULE_ROOT:-/usr/lib/uml/modules}/$REL
 [ -d "$MODTREE" ] || fail "no module tree $MODTREE for guest kernel $REL (is user-mode-linux installed?)"
 mkdir -p /tmp/mods/lib/modules && ln -s "$MODTREE" /tmp/mods/lib/modules/"$REL"
 modprobe -d /tmp/mods overlay || fail "cannot load the overlay module from $MODTREE"

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wirelab import settings
-from wirelab.errors import EnvironmentProblem, TimedOut
+from wirelab.errors import BadInput, EnvironmentProblem, TimedOut
 
 MODULE_ROOT = Path("/usr/lib/uml/modules")
 INIT_SCRIPT = Path(__file__).with_name("guest-init.sh")
@@ -76,16 +76,21 @@ def project_dir() -> Path | None:
 
 
 def available() -> tuple[bool, str]:
-    """Whether a UML guest can be booted here, and if not, why (no boot)."""
+    """Whether the selected UML kernel can be booted here, and if not, why (no boot)."""
+    from wirelab.kernel import kernels
+    name = settings.current().uml_kernel
     binary = settings.current().uml_binary
-    if not os.access(binary, os.X_OK):
+    if not name and not os.access(binary, os.X_OK):
         return False, f"{binary} is missing: install Debian's user-mode-linux package"
-    trees = sorted(p.name for p in MODULE_ROOT.glob("*") if (p / "modules.dep").exists())
-    if not trees:
-        return False, f"no UML module tree under {MODULE_ROOT}"
+    try:
+        k = kernels.select(name)
+    except (EnvironmentProblem, BadInput) as e:
+        return False, str(e) if name else f"no UML module tree under {MODULE_ROOT}"
     if not os.access("/dev/shm", os.W_OK):
         return False, "/dev/shm is not writable (UML keeps guest memory there)"
-    return True, f"{binary}, modules {', '.join(trees)}"
+    others = [f"uml:{n}" for n in kernels.available_kernels() if n != k.name]
+    return True, (f"{k.binary}, modules {k.release} ({k.origin})"
+                  + (f"; also {', '.join(others)}" if others else ""))
 
 
 def xstate_shim() -> Path | None:
@@ -251,6 +256,8 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
     if interactive is None:
         interactive = sys.stdin.isatty() and sys.stdout.isatty() and stdout_fd is None
     conf = settings.current()
+    from wirelab.kernel import kernels
+    kernel = kernels.select(conf.uml_kernel)
     project = project_dir()
     proj = str(project) if project else ""
     rw = write_through(str(conf.results_dir), proj or None)
@@ -264,13 +271,14 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
         rows, cols = _terminal_size() if interactive else (24, 80)
         Path(ctl, "boot.env").write_text(
             f"PROJECT={shlex.quote(proj)}\nINTERACTIVE={int(interactive)}\n"
-            f"MODULES={shlex.quote(conf.uml_modules)}\nROWS={rows}\nCOLS={cols}\n")
+            f"MODULES={shlex.quote(conf.uml_modules)}\nROWS={rows}\nCOLS={cols}\n"
+            f"MODULE_ROOT={shlex.quote(str(kernel.module_root))}\n")
         Path(ctl, "cmd.sh").write_text(command_script(argv, cwd, env))
         Path(ctl, "rw_dirs").write_text("".join(f"{d}\n" for d in rw))
         Path(ctl, "ro_dirs").write_text("".join(f"{d}\n" for d in ro))
         in_spec = "fd:0" if interactive else "null"
         sig_r, sig_w = os.pipe()      # the host's Ctrl-C, forwarded to the guest's tty3
-        cmd = [str(conf.uml_binary), *kernel_cmdline(ctl, conf.uml_mem_mb),
+        cmd = [*kernel.command(), *kernel_cmdline(ctl, conf.uml_mem_mb),
                "con=null", "con0=null,fd:1",
                f"con1={in_spec},fd:{out_fd}", f"con2=null,fd:{err_fd}", f"con3=fd:{sig_r},null"]
         uml_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": "/dev/shm", "HOME": ctl}

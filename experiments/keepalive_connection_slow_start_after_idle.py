@@ -24,7 +24,7 @@ import time
 
 from wirelab.errors import LabError
 from wirelab.measure import tcpinfo
-from wirelab.models import tcp
+from wirelab.models import releases, tcp
 from wirelab.models.timers import hz_of, nominal_rto_ms, rto_min_of
 from wirelab.peers.listener import RecordingListener, recv_exact, recv_into_exact
 from wirelab.spec import REPORTED, Bars, Choice, Metric, Param, Tolerance
@@ -83,7 +83,8 @@ def lab_sysctls(params: dict) -> dict:
 
 
 def nominal_rounds(params: dict, kernel: dict) -> list[int]:
-    """Rounds of every response of one trial, from first principles."""
+    """Rounds of every response of one trial: cwnd decides, the client's window grown as 6.1 does."""
+    releases.require(kernel, "the client's window as 6.1 grows it (tcp_adv_win_scale)", before=(6, 6))
     r, on = float(params["rtt_ms"]), int(params["slow_start_after_idle"]) == 1
     n = tcp.segments(RESPONSE_BYTES, tcp.mss_from_kernel(kernel))
     rto, cwnd = nominal_rto_ms(r, hz_of(kernel), rto_min_of(kernel)), tcp.iw_of(kernel)
@@ -122,8 +123,7 @@ def explain_response(before: dict, after: dict, elapsed_ms: float, rtt_ms: float
 
 
 def check(entry: dict) -> str | None:
-    """Restarted (sysctl 1, idle > the RTO read from TCP_INFO): reuse >= 3x warm; no
-    restart (sysctl 0, or idle + r <= RTO): within 15% of warm."""
+    """Restarted (sysctl 1, idle > the RTO from TCP_INFO): reuse >= 3x warm; else within 15%."""
     p, m = entry["params"], entry["measured"]
     ratio = m["reuse_ms"] / m["warm_ms"]
     idle_ms = float(p["idle_s"]) * 1000.0

@@ -28,7 +28,15 @@ def test_linear_timeouts_add_four_one_second_steps_on_6_5_and_later():
     assert syn_waits(6, 4)[:6] == [1, 1, 1, 1, 1, 2]
     times, fail = syn_schedule(6, linear=4)
     assert times == [0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67]
-    assert fail == 131
+    assert fail == 131                      # 10 retransmissions, and past the 127 s budget
+
+
+def test_with_linear_steps_the_time_budget_ends_it_before_the_count():
+    # tcp_syn_retries 2: a budget of (2^3 - 1) x 1 s = 7 s from the first SYN; the linear
+    # steps fit five retransmissions in it (0..5 s), the expiry at 7 s gives up -- as
+    # Debian's 6.12.113 did in the lab (SYNs at 0, 1.0, 2.0, 3.0, 4.0, 5.2 s, ETIMEDOUT 7.3 s)
+    assert syn_schedule(2, linear=4) == ([0, 1, 2, 3, 4, 5], 7)
+    assert syn_schedule(1, linear=4) == ([0, 1, 2], 3)          # TCP_SYNCNT 1: 3 s
 
 
 @pytest.mark.parametrize("retries, times, fail", [(1, [0, 1], 3), (2, [0, 1, 3], 7),

@@ -43,7 +43,8 @@ def resolve(requested: str, needs) -> tuple[str, str]:
     needs = set(needs) | {"netns"}
     missing = missing_on_host(needs)
     if requested == "uml":
-        return "uml", "requested with --kernel uml"
+        name = settings.current().uml_kernel
+        return "uml", f"requested with --kernel uml{':' + name if name else ''}"
     if requested == "host":
         if missing:
             raise EnvironmentProblem(

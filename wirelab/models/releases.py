@@ -25,7 +25,9 @@ def require(kernel: dict, model: str, *, before: tuple[int, int] | None = None,
     """Refuse unless the kernel's release is in [SINCE, BEFORE)."""
     v = version(kernel)
     if (before is not None and v >= before) or (since is not None and v < since):
-        span = (f"{since[0]}.{since[1]}" if since else "") + " to before " + \
-               (f"{before[0]}.{before[1]}" if before else "any")
-        raise ModelOutOfRange(f"{model} holds for kernels {span.strip()}; this is "
+        lo = f"{since[0]}.{since[1]}" if since else ""
+        hi = f"{before[0]}.{before[1]}" if before else ""
+        span = (f"{lo} up to (not including) {hi}" if lo and hi else
+                f"before {hi}" if hi else f"{lo} and later")
+        raise ModelOutOfRange(f"{model} holds for kernels {span}; this is "
                               f"{kernel.get('release')}" + (f": {why}" if why else ""))

@@ -6,9 +6,13 @@ and its time-based give-up, keep-alive probing, as Linux computes them.
   wait.  Kernels 6.5 and later keep the first ``tcp_syn_linear_timeouts`` (default 4)
   waits at 1 s and allow that many more retransmissions; 6.1 has no such sysctl.  The
   connection fails (ETIMEDOUT) when the timer fires after the last retransmission
-  allowed (``tcp_syn_retries``, or per socket TCP_SYNCNT), or at TCP_USER_TIMEOUT: the
-  last wait is clamped so the timer fires when the user timeout expires
-  (``tcp_clamp_rto_to_user_timeout``).
+  allowed (``tcp_syn_retries``, or per socket TCP_SYNCNT, plus the linear ones), or once
+  the time since the first SYN reaches what N = that many doublings of 1 s would take,
+  (2^(N+1) - 1) s (``retransmits_timed_out`` with TCP_TIMEOUT_INIT as its base), or
+  TCP_USER_TIMEOUT: the last wait is clamped so the timer fires when the user timeout
+  expires (``tcp_clamp_rto_to_user_timeout``).  With pure doubling (6.1) the count and
+  the time agree; with linear steps the time comes first: tcp_syn_retries 2 on 6.12 sends
+  SYNs at 0, 1, 2, 3, 4, 5 s and fails at 7 s, not 11 (measured on Debian's 6.12.113).
 * Data (``tcp_model_timeout``): the RTO starts at max(srtt + 4 rttvar, TCP_RTO_MIN) and
   doubles up to TCP_RTO_MAX = 120 s; the connection is abandoned once the time since the
   first unacknowledged transmission reaches the time N = ``tcp_retries2`` doublings of
@@ -61,13 +65,17 @@ def syn_waits(retries: int, linear: int = 0) -> list[float]:
 def syn_schedule(retries: int, linear: int = 0, user_timeout_s: float | None = None
                  ) -> tuple[list[float], float]:
     """(send times of every SYN in s, when connect() fails with ETIMEDOUT)."""
+    budget = user_timeout_s if user_timeout_s is not None else model_timeout_s(
+        retries, TCP_TIMEOUT_INIT_S)
     times, t = [0.0], 0.0
     for wait in syn_waits(retries, linear):
         if user_timeout_s is not None and t + wait >= user_timeout_s:
             return times, user_timeout_s
         t += wait
+        if len(times) - 1 >= retries + linear or t >= budget - 1e-9:
+            return times, t
         times.append(t)
-    return times[:-1], times[-1]
+    return times, t
 
 
 def model_timeout_s(retries2: int, rto_base_s: float = TCP_RTO_MIN_S) -> float:

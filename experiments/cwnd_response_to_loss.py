@@ -9,7 +9,8 @@ is the loss measured: cwnd grows at most one segment per round trip there, so th
 sample before recovery is the window that was cut.  At 2.5 s r1 drops everything for
 1 s: the retransmission timer fires.
 
-    recovery after the 2nd drop  ssthresh = cwnd x 0.5 (reno), x 717/1024 (cubic)
+    recovery after the 2nd drop  ssthresh = cwnd x 0.5 (reno), x 717/1024 (cubic); bbr keeps
+                                 its window (no multiplicative cut: cwnd through recovery)
     after the timeout            cwnd = 1 (tcp_enter_loss), then slow start to ssthresh
 """
 from __future__ import annotations
@@ -27,15 +28,16 @@ from wirelab.topologies.routed_path import RoutedPath
 
 ID = "cwnd_response_to_loss"
 ALIASES = ("cwnd_loss",)
-CLAIM = ("After one loss reno halves ssthresh but cubic keeps 0.7 of the window; after a "
-         "timeout the window restarts at one segment")
+CLAIM = ("After one loss reno halves ssthresh, cubic keeps 0.7 of the window and bbr all of it; "
+         "after a timeout the window restarts at one segment")
 SECTION = "§3 congestion control"
 TEXT_SAYS = "Packet loss: ssthresh = cwnd/2, cwnd = ssthresh. Timeout: cwnd = 1 MSS"
 TOPOLOGY, TOPOLOGY_PARAMS = RoutedPath, ("rtt_ms",)
-NEEDS = {"netem"}
+NEEDS = {"netem", "cc_bbr"}
 BETA = {"reno": 0.5, "cubic": 717 / 1024}       # tcp_reno_ssthresh, tcp_cubic.c beta
+CCS = ("reno", "cubic", "bbr")
 PARAMS = [
-    Choice("cc", ("reno", "cubic"), default="cubic", grid=("reno", "cubic"), quick=("reno", "cubic"),
+    Choice("cc", CCS, default="cubic", grid=CCS, quick=CCS,
            help="congestion control on the server socket (TCP_CONGESTION)"),
     Param("rtt_ms", default=50, min=20, max=200, grid=(50,), quick=(50,),
           help="round-trip time added by the router, ms"),
@@ -45,28 +47,36 @@ QUICK_REPEATS = 2
 METRICS = [
     Metric("ssthresh_ratio", "ssthresh set by the loss in congestion avoidance / cwnd just before it",
            Tolerance(abs=0.05, rel=0.0, symmetric=True)),
+    Metric("cwnd_kept_ratio", "bbr: the smallest cwnd through the recovery / cwnd just before it",
+           Tolerance(abs=0.15, rel=0.0, symmetric=True)),
     Metric("cwnd_after_rto_segs", "the smallest cwnd after the timeout",
            Tolerance(abs=0.0, rel=0.0, symmetric=True)),
 ]
 X = "cc"
 FIGURE = Bars("After a loss, how far does each congestion control cut its window?",
-              (("ssthresh / cwnd", "ssthresh_ratio"),), x="cc", unit="ratio", ylabel="cut",
-              trace="cwnd.csv")
+              (("ssthresh / cwnd", "ssthresh_ratio"), ("kept cwnd / cwnd", "cwnd_kept_ratio")),
+              x="cc", unit="ratio", ylabel="window after the loss / before", trace="cwnd.csv")
 PORT, SIZE, SAMPLE_S, MSS = 7501, 8 << 20, 0.005, 1448
 DROPS = {50: b"<wirelab-cwnd-drop-1>", 1020: b"<wirelab-cwnd-drop-2>"}    # segment: marker
-BLACKHOLE_AT_S, BLACKHOLE_S = 2.5, 1.0
+BLACKHOLE_S = 1.0
+#: bbr, with no ssthresh to hold it, is past both drops within 0.5 s and sends 8 MiB in
+#: 0.7 s: its black hole comes sooner and its response is longer
+BLACKHOLE_AT_S, SIZES = {"reno": 2.5, "cubic": 2.5, "bbr": 0.8}, {"bbr": 32 << 20}
 CA_RECOVERY, CA_LOSS = 3, 4
 INFINITE_SSTHRESH = 0x7FFFFFFF
 
 
 def predict(params: dict, kernel: dict) -> dict:
+    if params["cc"] == "bbr":       # model-based: no ssthresh, packet conservation only
+        return {"cwnd_kept_ratio": 1.0, "cwnd_after_rto_segs": 1.0}
     return {"ssthresh_ratio": BETA[params["cc"]], "cwnd_after_rto_segs": 1.0}
 
 
 def prepare(lab, params: dict, ctx) -> None:
     h2 = lab["h2"]
     h2.run(["ethtool", "-K", h2.intf().name, "tso", "off", "gso", "off"])
-    ctx.state.session = bulk.start(lab, "h1", "h2", PORT, params["cc"], SIZE, ctx.raw)
+    size = SIZES.get(params["cc"], SIZE)
+    ctx.state.session = bulk.start(lab, "h1", "h2", PORT, params["cc"], size, ctx.raw)
     for segment, marker in DROPS.items():
         ctx.state.session.server.mark(segment * MSS + MSS // 2, marker)
 
@@ -77,16 +87,22 @@ def _episodes(samples: list[dict], state: int) -> list[int]:
             if s["ca_state"] == state and (i == 0 or samples[i - 1]["ca_state"] != state)]
 
 
-def analyse(samples: list[dict]) -> dict:
-    """The cut at the second recovery (the window in congestion avoidance) and the
-    smallest cwnd in the loss state after it."""
+def analyse(samples: list[dict], model_based: bool = False) -> dict:
+    """The cut at the second recovery (the window in congestion avoidance; for a
+    MODEL_BASED one like bbr, the smallest window through that recovery) and the smallest
+    cwnd in the loss state after it."""
     starts = _episodes(samples, CA_RECOVERY)
     if len(starts) < 2:
         raise LabError(f"{len(starts)} fast recoveries in the TCP_INFO trace, not 2: a drop did "
                        "not happen")
     first = starts[1]
     before = next((s for s in reversed(samples[:first]) if s["ca_state"] < CA_RECOVERY), None)
-    if before is None or before["snd_ssthresh"] >= INFINITE_SSTHRESH \
+    if before is not None and model_based:
+        episode = [s["snd_cwnd"] for s in samples[first:]]
+        episode = episode[:next((i for i, s in enumerate(samples[first:]) if s["ca_state"] != CA_RECOVERY),
+                                len(episode))]
+        before = before | {"kept": min(episode) / before["snd_cwnd"]}
+    elif before is None or before["snd_ssthresh"] >= INFINITE_SSTHRESH \
             or before["snd_cwnd"] < before["snd_ssthresh"]:
         raise LabError(f"not in congestion avoidance before the second drop: {before}")
     loss = [s["snd_cwnd"] for s in samples[first:] if s["ca_state"] == CA_LOSS]
@@ -95,7 +111,7 @@ def analyse(samples: list[dict]) -> dict:
                        f"over {samples[-1]['t_s'] - samples[0]['t_s']:.2f} s")
     return {"ssthresh_ratio": samples[first]["snd_ssthresh"] / before["snd_cwnd"],
             "cwnd_after_rto_segs": float(min(loss)), "cwnd_before": before["snd_cwnd"],
-            "ssthresh_before": before["snd_ssthresh"]}
+            "ssthresh_before": before["snd_ssthresh"], "cwnd_kept_ratio": before.get("kept")}
 
 
 def _drop(marker: bytes) -> tuple[str, ...]:
@@ -114,23 +130,25 @@ def trial(lab, params: dict, ctx) -> dict:
     session.server.sample_next(SAMPLE_S)
 
     def blackhole() -> None:
-        time.sleep(BLACKHOLE_AT_S)
+        time.sleep(BLACKHOLE_AT_S[params["cc"]])
         firewall.rule(r1, *cut)
         time.sleep(BLACKHOLE_S)
         firewall.delete(r1, *cut)
     hole = threading.Thread(target=blackhole, daemon=True)
     hole.start()
     try:
-        res, rec = session.fetch(SIZE)
+        res, rec = session.fetch(SIZES.get(params["cc"], SIZE))
     finally:
-        hole.join(BLACKHOLE_AT_S + BLACKHOLE_S + 10)
+        hole.join(BLACKHOLE_AT_S[params["cc"]] + BLACKHOLE_S + 10)
         for rule in drops:
             firewall.delete(r1, *rule)
     if ctx.repeat == 0:                                 # the figure's trace: one trial
         ctx.raw.write_text("cwnd.csv", bulk.cwnd_csv(rec, res.t0_s))
-    found = analyse(rec.samples)
+    bbr = params["cc"] == "bbr"
+    found = analyse(rec.samples, model_based=bbr)
     out = io.StringIO()
     csv.writer(out).writerow([ctx.repeat, found["cwnd_before"], found["ssthresh_before"],
                               f"{res.transfer_ms:.1f}"])
     ctx.raw.write_text("cuts.csv", out.getvalue())
-    return {"ssthresh_ratio": found["ssthresh_ratio"], "cwnd_after_rto_segs": found["cwnd_after_rto_segs"]}
+    cut = "cwnd_kept_ratio" if bbr else "ssthresh_ratio"
+    return {cut: found[cut], "cwnd_after_rto_segs": found["cwnd_after_rto_segs"]}

@@ -325,15 +325,20 @@ def _rows_plain(path: Path) -> list[list[str]]:
 
 def check_cwnd_response_to_loss(doc, run):
     beta = {"reno": 0.5, "cubic": 717 / 1024}
-    assert {p["params"]["cc"] for p in doc["points"]} == set(beta)
+    assert {p["params"]["cc"] for p in doc["points"]} == {"reno", "cubic", "bbr"}
     for row in run.rows:        # the kernel's integer arithmetic: every trial, not a median
-        assert abs(float(row["ssthresh_ratio"]) - beta[row["cc"]]) <= 0.05, row
+        if row["cc"] == "bbr":  # no multiplicative cut: the window kept through recovery
+            assert 0.85 <= float(row["cwnd_kept_ratio"]) <= 1.15, row
+        else:
+            assert abs(float(row["ssthresh_ratio"]) - beta[row["cc"]]) <= 0.05, row
         assert float(row["cwnd_after_rto_segs"]) == 1.0, row
     for i, point in enumerate(run.manifest["points"]):
         for line in _rows_plain(run.dir / f"raw/point{i:03d}/cuts.csv"):
             cwnd, ssthresh = int(line[1]), int(line[2])
-            # cut in congestion avoidance (cwnd at or above a finite ssthresh), near 60
-            assert ssthresh <= cwnd <= 100, line
+            if point["params"]["cc"] == "bbr":
+                assert ssthresh == 0x7FFFFFFF, line        # bbr never sets one
+            else:   # cut in congestion avoidance (cwnd at or above a finite ssthresh), near 60
+                assert ssthresh <= cwnd <= 100, line
         trace = _rows(run.dir / f"raw/point{i:03d}/cwnd.csv")
         states = [int(r["ca_state"]) for r in trace]
         assert 3 in states and 4 in states, point["params"]           # recovery, then loss

@@ -26,6 +26,16 @@ def test_prediction(cc, ratio):
         "ssthresh_ratio": pytest.approx(ratio), "cwnd_after_rto_segs": 1.0}
 
 
+def test_bbr_is_predicted_to_keep_its_window_and_is_read_through_the_recovery():
+    assert MOD.predict({"cc": "bbr", "rtt_ms": 50}, kernel_facts()) == {
+        "cwnd_kept_ratio": 1.0, "cwnd_after_rto_segs": 1.0}
+    # no ssthresh (infinite throughout): the smallest cwnd in the second recovery / before
+    got = MOD.analyse(trace((0, 40, INF), (3, 50, INF), (0, 80, INF), (0, 100, INF),
+                            (3, 96, INF), (3, 104, INF), (0, 120, INF), (4, 1, INF)),
+                      model_based=True)
+    assert got["cwnd_kept_ratio"] == 0.96 and got["cwnd_after_rto_segs"] == 1.0
+
+
 def test_the_cut_is_read_at_the_second_recovery_against_the_window_just_before():
     got = MOD.analyse(trace(
         (0, 10, INF), (0, 40, INF), (3, 45, 30), (0, 31, 30),         # drop 1: slow start ends

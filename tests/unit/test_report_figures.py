@@ -87,7 +87,7 @@ def test_title_has_the_question_and_verdict_and_the_footer_the_run(exp_id):
     ("nagle_delayed_ack_stall", 5, 2, 0),
     ("loss_recovery_fast_retransmit_vs_rto", 3, 1, 0),
     ("reachability_tools_ping_vs_tcp_refused_vs_drop", 6, 1, 0),
-    ("cwnd_response_to_loss", 2, 1, 0),
+    ("cwnd_response_to_loss", 3, 1, 0),
     ("flow_control_rwnd_bdp_and_buffer_sysctls", 4, 1, 0),     # the paused reader: a note
 ])
 def test_categorical_claims_are_grouped_bars_with_predictions(exp_id, groups, hues, hatched):
@@ -188,7 +188,7 @@ def test_cwnd_loss_shows_each_congestion_controls_window_over_time():
     fig, run, _ = drawn("cwnd_response_to_loss")
     trace = fig.axes[1]
     solid = [ln for ln in trace.get_lines() if ln.get_linestyle() == "-"]
-    assert [ln.get_label() for ln in solid] == ["cc=reno", "cc=cubic"]
+    assert [ln.get_label() for ln in solid] == ["cc=reno", "cc=cubic", "cc=bbr"]
     assert min(min(ln.get_ydata()) for ln in solid) == 1          # the timeout's one segment
     assert trace.get_xlabel() == "time [s]" and "ssthresh" in trace.get_ylabel()
 

@@ -13,6 +13,7 @@ flag                    environment               default
 (none)                  ``WIRELAB_UML_MEM_MB``    1024 (128 to 16384)
 (none)                  ``WIRELAB_UML_MODULES``   none: modules to load at guest boot
 ``--kernel uml:X``      ``WIRELAB_UML_KERNEL``    the system's: which UML kernel (6.1, 6.12)
+(none)                  ``WIRELAB_KERNELS_DIR``   ``build/kernels``: where fetched kernels live
 (none)                  ``WIRELAB_KEEP_UML_CTL``  0: keep a guest's control directory
 ``-v``                  ``WIRELAB_VERBOSE``       0
 ======================  ========================  ====================================

@@ -115,7 +115,8 @@ def test_unknown_backend_is_bad_input():
 
 def test_doctor_fails_clearly_when_no_kernel_can_run_labs(no_leftovers):
     import os
-    res = wirelab("doctor", env={**os.environ, "WIRELAB_UML_BINARY": "/nonexistent/linux.uml"})
+    res = wirelab("doctor", env={**os.environ, "WIRELAB_UML_BINARY": "/nonexistent/linux.uml",
+                                 "WIRELAB_KERNELS_DIR": "/nonexistent"})
     assert res.returncode == 3
     assert "neither the host kernel nor User-Mode Linux can run labs" in res.stderr
     assert "UNAVAILABLE (/nonexistent/linux.uml is missing" in res.stdout

@@ -291,6 +291,9 @@ def test_decode_frame_keeps_tcp_and_udp_over_ipv4_only():
     assert decode_frame(tcp_frame(CLIENT, 5, SERVER, 6, 1, 2, TCP_ACK, b"ab", sll=True),
                         113, 1.0).payload == b"ab"
     assert decode_frame(tcp_frame(CLIENT, 1, SERVER, 2, 0, 0, 0, proto=1), 1, 1.0) is None
+    # ICMP only when asked (a tap that waits for an unreachable): type and code as ports
+    icmp = decode_frame(tcp_frame(CLIENT, 1, SERVER, 2, 0, 0, 0, proto=1), 1, 1.0, icmp=True)
+    assert (icmp.proto, icmp.sport, icmp.dport) == (1, 0, 1)
     arp = b"\x02" * 12 + b"\x08\x06" + b"\x00" * 28
     assert decode_frame(arp, 1, 1.0) is None and decode_frame(b"\x02" * 10, 1, 1.0) is None
 

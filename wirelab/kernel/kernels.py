@@ -54,7 +54,10 @@ class Kernel:
 
 
 def cache_root() -> Path:
-    """build/kernels in a checkout, else the cache directory's kernels/."""
+    """$WIRELAB_KERNELS_DIR, else build/kernels in a checkout, else the cache directory's
+    kernels/."""
+    if os.environ.get("WIRELAB_KERNELS_DIR"):
+        return Path(os.environ["WIRELAB_KERNELS_DIR"])
     root = Path(__file__).resolve().parents[2]          # a checkout: wirelab/ beside setup.cfg
     proj = root if (root / "setup.cfg").is_file() and (root / "wirelab").is_dir() else None
     return (proj / "build" / "kernels") if proj else settings.current().cache_dir / "kernels"

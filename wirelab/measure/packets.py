@@ -32,6 +32,7 @@ LINKTYPE_LINUX_SLL = 113
 ETH_P_IP = 0x0800
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+IPPROTO_ICMP = 1
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -97,7 +98,9 @@ def read_pcap_file(path: str | Path) -> list[Segment]:
     return read_pcap(Path(path).read_bytes())
 
 
-def decode_frame(frame: bytes, linktype: int, ts: float) -> Segment | None:
+def decode_frame(frame: bytes, linktype: int, ts: float, icmp: bool = False) -> Segment | None:
+    """A TCP or UDP packet over IPv4 in FRAME as a Segment (ICMP too when asked: type and
+    code in sport and dport), else None."""
     if linktype == LINKTYPE_ETHERNET:
         if len(frame) < 14:
             return None
@@ -110,19 +113,23 @@ def decode_frame(frame: bytes, linktype: int, ts: float) -> Segment | None:
         ethertype, off = struct.unpack_from("!H", frame, 14)[0], 16
     if ethertype != ETH_P_IP:
         return None
-    return _decode_ipv4(frame[off:], ts)
+    return _decode_ipv4(frame[off:], ts, icmp)
 
 
-def _decode_ipv4(pkt: bytes, ts: float) -> Segment | None:
+def _decode_ipv4(pkt: bytes, ts: float, icmp: bool = False) -> Segment | None:
     if len(pkt) < 20 or pkt[0] >> 4 != 4:
         return None
     ihl = (pkt[0] & 0x0F) * 4
     total = struct.unpack_from("!H", pkt, 2)[0]
     frag = struct.unpack_from("!H", pkt, 6)[0]
-    if pkt[9] not in (IPPROTO_TCP, IPPROTO_UDP) or frag & 0x1FFF or len(pkt) < ihl + 8:
+    wanted = (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP) if icmp else (IPPROTO_TCP, IPPROTO_UDP)
+    if pkt[9] not in wanted or frag & 0x1FFF or len(pkt) < ihl + 8:
         return None
     # The frame may carry Ethernet padding past the IP datagram.
     tcp = pkt[ihl:min(total, len(pkt))] if total >= ihl else pkt[ihl:]
+    if pkt[9] == IPPROTO_ICMP:      # type and code as the "ports"; the message as payload
+        return Segment(ts, socket.inet_ntoa(pkt[12:16]), tcp[0], socket.inet_ntoa(pkt[16:20]),
+                       tcp[1], 0, 0, 0, bytes(tcp[4:]), IPPROTO_ICMP)
     if pkt[9] == IPPROTO_UDP:
         sport, dport = struct.unpack_from("!HH", tcp, 0)
         return Segment(ts, socket.inet_ntoa(pkt[12:16]), sport, socket.inet_ntoa(pkt[16:20]),

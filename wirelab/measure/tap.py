@@ -56,8 +56,9 @@ class Tap:
     kernel until :meth:`drain`.  Close it (or use it as a context manager);
     a lab's undo stack can own it."""
 
-    def __init__(self, node):
-        self.node = node
+    def __init__(self, node, icmp: bool = False):
+        """ICMP: keep ICMP messages too (an unreachable is an answer)."""
+        self.node, self.icmp = node, icmp
         self.sock = node.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, BUFFER_BYTES)
@@ -90,7 +91,7 @@ class Tap:
                     ts = sec + nsec * 1e-9
             if ts is None:
                 raise LabError(f"tap on {self.node.name}: a packet came without a timestamp")
-            seg = decode_frame(frame, LINKTYPE_ETHERNET, ts)
+            seg = decode_frame(frame, LINKTYPE_ETHERNET, ts, self.icmp)
             if seg is not None:
                 out.append(Event(ts, addr[2] == PACKET_OUTGOING, seg))
         _packets, drops = self._stats()
@@ -242,3 +243,18 @@ def zero_window_probes(events: list[Event], port: int) -> tuple[float, list[floa
     armed = max(e.ts for e in mine if not e.out and e.ts < probes[0])
     answers = [next((e.ts for e in mine if not e.out and e.ts > p), math.inf) for p in probes]
     return armed, probes, answers
+
+
+def answered_ms(events: list[Event], syns: list[Event]) -> float | None:
+    """At a client's tap: the first SYN out to the first answer in (a SYN-ACK, an RST or an
+    ICMP message: tap with icmp=True), ms; None when nothing answered.  The network's time
+    to an answer, not the client program's time in connect() (a process inside UML)."""
+    if not syns:
+        return None
+    syn = syns[0].seg
+
+    def answers(s: Segment) -> bool:       # an unreachable, or this SYN's own RST / SYN-ACK
+        return s.proto == 1 and s.sport == 3 or (
+            s.proto == 6 and s.dport == syn.sport and s.ack == (syn.seq + 1) & 0xFFFFFFFF)
+    back = next((e for e in events if not e.out and e.ts > syns[0].ts and answers(e.seg)), None)
+    return None if back is None else (back.ts - syns[0].ts) * 1e3

@@ -128,7 +128,13 @@ def guest_reports(kernel: str) -> list[dict]:
             settings.override(uml_kernel=name)
             ok, why = uml.available()
             if ok:
-                out.append(uml_report())
+                try:
+                    out.append(uml_report())
+                except EnvironmentProblem as e:
+                    if kernel == "uml":
+                        raise
+                    print(f"wirelab: UML kernel {name or 'of the system'} did not boot: {e}",
+                          file=sys.stderr)
             elif kernel == "uml":
                 raise EnvironmentProblem(f"cannot use the UML kernel backend: {why}")
     finally:

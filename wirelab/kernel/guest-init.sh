@@ -32,12 +32,14 @@ mount -t proc proc /proc || fail "cannot mount /proc"
 # Read the boot settings before /tmp (where the control directory lives on
 # the host) is covered by the guest's own tmpfs.
 . "$WIRELAB_CTL/boot.env" || fail "cannot read $WIRELAB_CTL/boot.env"
-mount -t tmpfs -o mode=0755,size=${WIRELAB_OVERLAY_SIZE:-50%} tmpfs /tmp || fail "cannot mount tmpfs"
-
 REL=$(uname -r)
 MODTREE=${MODULE_ROOT:-/usr/lib/uml/modules}/$REL
 [ -d "$MODTREE" ] || fail "no module tree $MODTREE for guest kernel $REL (is user-mode-linux installed?)"
-mkdir -p /tmp/mods/lib/modules && ln -s "$MODTREE" /tmp/mods/lib/modules/"$REL"
+mount -t tmpfs -o mode=0755,size=${WIRELAB_OVERLAY_SIZE:-50%} tmpfs /tmp || fail "cannot mount tmpfs"
+# The module tree through hostfs (a host path), never a symlink: a tree under /tmp (a
+# project there, with its fetched kernels in build/) is hidden by the guest's own /tmp.
+mkdir -p /tmp/mods/lib/modules/"$REL"
+hostfs_mount /tmp/mods/lib/modules/"$REL" "$MODTREE" || fail "cannot mount the module tree $MODTREE"
 modprobe -d /tmp/mods overlay || fail "cannot load the overlay module from $MODTREE"
 
 N=/tmp/root
@@ -85,7 +87,8 @@ fi
 # Modules from the UML tree that matches this kernel, where modprobe and the
 # kernel's own autoloader look for them.
 rm -rf "$N/lib/modules/$REL" 2>/dev/null
-mkdir -p "$N/lib/modules" && ln -sfn "$MODTREE" "$N/lib/modules/$REL"
+mkdir -p "$N/lib/modules/$REL"
+hostfs_mount "$N/lib/modules/$REL" "$MODTREE" || fail "cannot mount the module tree $MODTREE"
 
 cd $N || fail "cannot enter the overlay"
 mkdir -p .oldroot

@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 
 from wirelab.errors import LabError
-from wirelab.measure.tap import Tap, tapped
+from wirelab.measure.tap import tapped
 from wirelab.models.retransmit import data_schedule, keepalive_detection_s, loss_probe_s
 from wirelab.models.timers import hz_of, nominal_rto_ms, rto_min_of
-from wirelab.peers.partition import EchoHolder, until_dead
+from wirelab.peers import partition
+from wirelab.peers.partition import until_dead
 from wirelab.spec import Choice, Metric, Param, Schedule, Tolerance
 from wirelab.topologies.routed_path import RoutedPath
 
@@ -79,10 +80,7 @@ def predict(params: dict, kernel: dict) -> dict:
 
 
 def prepare(lab, params: dict, ctx) -> None:
-    server = EchoHolder(lab["h2"], PORT, name="holder")
-    lab.undo.push("stop the server", server.close)
-    ctx.state.tap = Tap(lab["h1"])
-    lab.undo.push("close the tap", ctx.state.tap.close)
+    ctx.state.tap = partition.start(lab, PORT)
 
 
 def trial(lab, params: dict, ctx) -> dict:

@@ -11,6 +11,7 @@ import time
 
 from wirelab.errors import LabError
 from wirelab.lab import firewall
+from wirelab.measure.tap import Tap
 from wirelab.peers.listener import Listener
 
 
@@ -29,6 +30,16 @@ class EchoHolder(Listener):
                     conn.sendall(data[:1])
             except OSError:
                 return
+
+
+def start(lab, port: int, client: str = "h1", server: str = "h2") -> Tap:
+    """An EchoHolder on SERVER:PORT and a tap on CLIENT, both stopped with the lab: what a
+    partition experiment needs before its trials.  Returns the tap."""
+    holder = EchoHolder(lab[server], port, name="holder")
+    lab.undo.push("stop the server", holder.close)
+    tap = Tap(lab[client])
+    lab.undo.push("close the tap", tap.close)
+    return tap
 
 
 def until_dead(client, server, port: int, *, keepalive: tuple[int, int, int] | None = None,

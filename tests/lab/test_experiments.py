@@ -368,6 +368,31 @@ def check_flow_control_rwnd_bdp_and_buffer_sysctls(doc, run):
             assert 2.0 <= float(row["backoff_rto_ratio"]) <= 2.3, row
 
 
+
+
+def check_client_ephemeral_port_exhaustion_tw_reuse(doc, run):
+    pts = {p["params"]["case"]: p for p in doc["points"]}
+    assert set(pts) == {"client_closes", "server_closes", "tw_reuse"}
+    assert run.manifest["backend"] == "host"        # namespaces only: the host kernel ran it
+    n = 1000
+    for row in run.rows:                # counts, every trial: the pool exactly, no failures
+        if row["case"] == "client_closes":
+            assert float(row["first_failure_count"]) == n, row
+            assert float(row["time_wait_count"]) == n and float(row["second_port_count"]) == n, row
+        else:
+            assert float(row["failure_count"]) == 0.0, row
+    for i, point in enumerate(run.manifest["points"]):
+        client = point["effective_sysctls"]["h1"]
+        assert client["net.ipv4.ip_local_port_range"].split() == ["32768", "33767"]
+        assert client["net.ipv4.tcp_rfc1337"] == "1"       # no RST ends a TIME_WAIT early
+        if point["params"]["case"] != "client_closes":
+            for line in _rows_plain(run.dir / f"raw/point{i:03d}/paced.csv"):
+                # 2 x pool connections made; with tw_reuse the client's TIME_WAIT stays under
+                # the pool (reused), when the server closes first there is none
+                assert int(line[1]) == 2 * n and int(line[2]) == 0, line
+                assert int(line[3]) == 0 if point["params"]["case"] == "server_closes" else int(line[3]) <= n
+
+
 CHECKS = {name.removeprefix("check_"): fn for name, fn in globals().items()
           if name.startswith("check_")}
 

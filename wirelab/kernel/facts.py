@@ -80,7 +80,12 @@ def _first_mtu() -> int | None:
 def _loopback_tcp() -> dict:
     """One loopback connection in the calling thread's namespace: the accepted socket's
     cwnd before it sends (the initial window; the loopback route sets no initcwnd) and
-    the client's RTO after one round trip (the minimum RTO plus at most one tick)."""
+    the client's RTO after one round trip (the minimum RTO plus at most one tick).
+
+    The client closes first and the server after reading its EOF, so the only TIME_WAIT
+    left is the client's, on a port connect() chose: a port the listener took with bind()
+    would stay barred from connect() for 60 s in this namespace, one fewer in the
+    ephemeral pool an experiment counts ([15])."""
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
         srv.listen(1)
@@ -93,6 +98,9 @@ def _loopback_tcp() -> dict:
                 conn.sendall(b"y")
                 cli.recv(1)
                 rto_ms = tcpinfo.read(cli)["rto"] / 1000.0
+                cli.close()
+                conn.settimeout(5)
+                conn.recv(1)                # the client's FIN: the server closes second
     return {"iw_segs": iw, "rto_ms": rto_ms}
 
 

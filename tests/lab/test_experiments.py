@@ -393,6 +393,27 @@ def check_client_ephemeral_port_exhaustion_tw_reuse(doc, run):
                 assert int(line[3]) == 0 if point["params"]["case"] == "server_closes" else int(line[3]) <= n
 
 
+def check_accept_backlog_overflow(doc, run):
+    pts = {p["params"]["case"]: p for p in doc["points"]}
+    assert set(pts) == {"cookies", "no_cookies", "abort", "capped"}
+    want = {"cookies": (4, 4, 4, 0), "no_cookies": (4, 8, 0, 0), "abort": (4, 6, 0, 2),
+            "capped": (5, 8, 0, 0)}         # queue, served, phantoms, resets: every trial
+    for i, point in enumerate(run.manifest["points"]):
+        case = point["params"]["case"]
+        for line in (run.dir / f"raw/point{i:03d}/clients.jsonl").read_text().splitlines():
+            t = json.loads(line)
+            phantoms = len(t["connect_s"]) - len(t["served_s"]) - t["resets"]
+            assert (t["queues"][0], len(t["served_s"]), phantoms, t["resets"]) == want[case], t
+            c = t["counters"]
+            if case == "cookies":       # SYN 5-8 answered by cookies, their ACKs dropped
+                assert c["TCPReqQFullDoCookies"] == 4 and c["TCPReqQFullDrop"] == 0, t
+                assert max(t["connect_s"]) < 0.2, t         # every connect() returned at once
+            else:
+                assert c["TCPReqQFullDoCookies"] == 0, t
+                # delayed ones connect on the SYN resent at 1 s, never before
+                assert all(x < 0.2 or 1.0 <= x < 1.3 for x in t["connect_s"]), t
+
+
 CHECKS = {name.removeprefix("check_"): fn for name, fn in globals().items()
           if name.startswith("check_")}
 

@@ -414,6 +414,38 @@ def check_accept_backlog_overflow(doc, run):
                 assert all(x < 0.2 or 1.0 <= x < 1.3 for x in t["connect_s"]), t
 
 
+def check_time_wait_duration_and_fin_timeout(doc, run):
+    wheel = catalog.load("time_wait_duration_and_fin_timeout").module.wheel_late_s
+    hz = int(run.manifest["kernel"]["hz"]["hz"])
+    assert {p["params"]["case"] for p in doc["points"]} == {"client_closes", "server_closes", "orphan"}
+    for i, point in enumerate(run.manifest["points"]):
+        fin = point["params"]["fin_timeout_s"]
+        assert point["effective_sysctls"]["h1"]["net.ipv4.tcp_fin_timeout"] == str(fin)
+        for line in (run.dir / f"raw/point{i:03d}/lifetimes.jsonl").read_text().splitlines():
+            t = json.loads(line)
+            assert len(t["timers_s"]) == 20, t
+            if t["case"] == "orphan":   # every orphan gone after fin_timeout, at most a bucket late
+                assert t["left"] == 0 and len(t["gone_s"]) == 20, t
+                assert all(fin <= g <= fin + wheel(fin, hz) + 0.1 for g in t["gone_s"]), t
+                assert all(abs(x - fin) <= 0.02 for x in t["timers_s"]), t
+            else:                       # every TIME_WAIT armed for 60 s, fin_timeout 5 or not
+                assert all(59.98 <= x <= 60.05 for x in t["timers_s"]), t
+
+
+def check_connection_capacity_fd_and_4tuple(doc, run):
+    assert {p["params"]["case"] for p in doc["points"]} == {"fd_limit", "1_addr", "2_addrs", "3_addrs"}
+    for i, point in enumerate(run.manifest["points"]):
+        case = point["params"]["case"]
+        if case == "fd_limit":      # started with exactly stdin, stdout, stderr, the listener
+            for line in (run.dir / f"raw/point{i:03d}/fd_limit.jsonl").read_text().splitlines():
+                t = json.loads(line)
+                assert [f for f in t["fds"] if f <= 3] == [0, 1, 2, 3] and len(t["fds"]) == 5, t  # + listdir's
+                assert t["errno"] == 24 and t["accepted"] == 64 - 4 and t["queued"] == 5, t
+        else:                       # every address got the whole range, every trial
+            for line in (run.dir / f"raw/point{i:03d}/four_tuple.jsonl").read_text().splitlines():
+                assert json.loads(line)["per_addr"] == [300] * int(case[0]), line
+
+
 CHECKS = {name.removeprefix("check_"): fn for name, fn in globals().items()
           if name.startswith("check_")}
 

@@ -25,7 +25,8 @@ KIND = {"tcp_handshake_one_rtt": Sweep, "tls_handshake_rtts": Bars,
         "loss_recovery_fast_retransmit_vs_rto": Bars,
         "reachability_tools_ping_vs_tcp_refused_vs_drop": Bars, "cwnd_response_to_loss": Bars,
         "flow_control_rwnd_bdp_and_buffer_sysctls": Bars,
-        "client_ephemeral_port_exhaustion_tw_reuse": Bars, "accept_backlog_overflow": Bars}
+        "client_ephemeral_port_exhaustion_tw_reuse": Bars, "accept_backlog_overflow": Bars,
+        "server_side_time_wait_accumulation": Bars}
 
 
 def stored(exp_id: str):

@@ -130,7 +130,8 @@ def prepare(lab, params: dict, ctx) -> None:
                        f"(ulimit -Hn) is {hard}: use fewer ports_count or addresses")
     if need > soft:             # this process only; put back when the lab closes
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
-        lab.undo.push("restore the fd limit", lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
+        lab.undo.push("restore the fd limit",
+                      lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
 
 
 def _fd_limit(lab, params: dict, ctx) -> dict:

@@ -414,6 +414,32 @@ def check_accept_backlog_overflow(doc, run):
                 assert all(x < 0.2 or 1.0 <= x < 1.3 for x in t["connect_s"]), t
 
 
+def check_server_side_time_wait_accumulation(doc, run):
+    assert {p["params"]["tw_buckets_count"] for p in doc["points"]} == {300, 20000}
+    assert run.manifest["backend"] == "host"        # namespaces only: the host kernel ran it
+    n = 10000
+    for row in run.rows:    # counts, every trial: min(n, cap) TIME_WAIT, the excess overflowed
+        cap = int(row["tw_buckets_count"])
+        assert float(row["time_wait_count"]) == min(n, cap), row
+        assert float(row["overflow_count"]) == max(0, n - cap), row
+        assert float(row["failure_count"]) == 0 and float(row["server_ports_count"]) == 1, row
+        if cap > n:         # one tw_sock_TCP object (its size read from slabinfo) per socket
+            ratio, size = float(row["tw_objects_ratio"]), float(row["predicted_tw_slab_bytes"])
+            assert abs(ratio - 1) <= 0.02 and size >= 128, row
+            assert float(row["tw_slab_bytes"]) == pytest.approx(size * ratio), row
+        else:               # 300 sockets: too few to see through SLUB's per-CPU slack
+            assert row["tw_objects_ratio"] is None, row
+    for i, point in enumerate(run.manifest["points"]):
+        cap = str(point["params"]["tw_buckets_count"])
+        for h in ("h4", "h5", "h6"):
+            server = point["effective_sysctls"][h]
+            assert server["net.ipv4.tcp_max_tw_buckets"] == cap and server["net.ipv4.tcp_rfc1337"] == "1"
+        trials = _rows(run.dir / f"raw/point{i:03d}/trials.csv")
+        assert [t["server"] for t in trials] == ["h4", "h5"]       # a fresh server per trial
+        for t in trials:    # all N made well inside one TIME_WAIT (60 s), none failed
+            assert int(t["connections"]) == n and int(t["failed"]) == 0 and float(t["seconds"]) < 50, t
+
+
 def check_time_wait_duration_and_fin_timeout(doc, run):
     wheel = catalog.load("time_wait_duration_and_fin_timeout").module.wheel_late_s
     hz = int(run.manifest["kernel"]["hz"]["hz"])
@@ -439,7 +465,8 @@ def check_connection_capacity_fd_and_4tuple(doc, run):
         if case == "fd_limit":      # started with exactly stdin, stdout, stderr, the listener
             for line in (run.dir / f"raw/point{i:03d}/fd_limit.jsonl").read_text().splitlines():
                 t = json.loads(line)
-                assert [f for f in t["fds"] if f <= 3] == [0, 1, 2, 3] and len(t["fds"]) == 5, t  # + listdir's
+                # 0-3, and the one listdir itself held open while it read the directory
+                assert [f for f in t["fds"] if f <= 3] == [0, 1, 2, 3] and len(t["fds"]) == 5, t
                 assert t["errno"] == 24 and t["accepted"] == 64 - 4 and t["queued"] == 5, t
         else:                       # every address got the whole range, every trial
             for line in (run.dir / f"raw/point{i:03d}/four_tuple.jsonl").read_text().splitlines():

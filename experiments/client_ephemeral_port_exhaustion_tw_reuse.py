@@ -20,13 +20,10 @@ server answers with RST and the RST kills the TIME_WAIT (RFC 1337's "assassinati
 """
 from __future__ import annotations
 
-import contextlib
-import errno
-import socket
 import time
 
-from wirelab.errors import LabError
-from wirelab.peers.listener import Listener
+from wirelab.measure import proc_tcp
+from wirelab.peers import churn
 from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
 from wirelab.topologies.single_link import SingleLink
 
@@ -79,10 +76,10 @@ def pool(kernel: dict) -> int:
     return hi - lo + 1
 
 
-def rate_per_s(params: dict) -> float:
+def rate_per_s(pool_count: int) -> float:
     """Half the pool per second: two seconds to exhaust it, and twice what tcp_tw_reuse's
     one-second delay needs to free a port in time."""
-    return int(params["ports_count"]) / 2.0
+    return pool_count / 2.0
 
 
 def predict(params: dict, kernel: dict) -> dict:
@@ -90,19 +87,6 @@ def predict(params: dict, kernel: dict) -> dict:
     if params["case"] == "client_closes":
         return {"first_failure_count": n, "time_wait_count": n, "second_port_count": n}
     return {"failure_count": 0.0}
-
-
-class _Server(Listener):
-    """Reads to EOF and closes; with CLOSE_FIRST, closes at once (the server's TIME_WAIT)."""
-
-    def __init__(self, node, port: int, close_first: bool):
-        self.close_first = close_first
-        super().__init__(node, port, backlog=4096, name=f"server-{port}")
-
-    def handle(self, conn: socket.socket) -> None:
-        if not self.close_first:
-            with contextlib.suppress(OSError):
-                conn.recv(1)
 
 
 def ports(repeat: int) -> tuple[int, int]:
@@ -114,68 +98,28 @@ def ports(repeat: int) -> tuple[int, int]:
 def prepare(lab, params: dict, ctx) -> None:
     for k in range(3 * max(QUICK_REPEATS, REPEATS)):       # the runner's most trials
         for port in ports(k):
-            srv = _Server(lab["h2"], port, params["case"] == "server_closes")
+            # reads to EOF and closes; server_closes: closes at once (the server's TIME_WAIT)
+            srv = churn.Closer(lab["h2"], port, params["case"] == "server_closes")
             lab.undo.push(f"stop the server on {port}", srv.close)
 
 
-def _connects(lab, port: int, limit: int, rate: float, wait_eof: bool) -> tuple[int, int]:
-    """(connections made, EADDRNOTAVAIL failures): LIMIT attempts paced at RATE per s,
-    each connection closed by us (after the server's EOF when WAIT_EOF)."""
-    made = failed = 0
-    t0, addr = time.perf_counter(), (lab["h2"].ip(), port)
-    for i in range(limit):
-        delay = t0 + i / rate - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        s = lab["h1"].socket()
-        try:
-            s.settimeout(5)
-            s.connect(addr)
-            if wait_eof and s.recv(1) != b"":
-                raise LabError("the server sent data instead of closing")
-            made += 1
-        except OSError as e:
-            if e.errno != errno.EADDRNOTAVAIL:
-                raise LabError(f"connect {i + 1}: {e!r}, not EADDRNOTAVAIL") from e
-            failed += 1
-        finally:
-            s.close()
-    return made, failed
-
-
 def _time_wait(lab, port: int) -> int:
-    """The client's TIME_WAIT sockets (state 06 in /proc/net/tcp) toward server PORT."""
-    text = lab["h1"].run(["cat", "/proc/net/tcp"]).stdout
-    return sum(1 for line in text.splitlines()[1:]
-               if line.split()[3] == "06" and int(line.split()[2].split(":")[1], 16) == port)
-
-
-def _exhaust(lab, port: int, limit: int) -> int:
-    """Connect and close until the first EADDRNOTAVAIL: how many succeeded."""
-    addr, made = (lab["h2"].ip(), port), 0
-    while made < limit:
-        with lab["h1"].socket() as s:
-            try:
-                s.connect(addr)
-            except OSError as e:
-                if e.errno == errno.EADDRNOTAVAIL:
-                    return made
-                raise LabError(f"connect {made + 1}: {e!r}, not EADDRNOTAVAIL") from e
-        made += 1
-    raise LabError(f"no EADDRNOTAVAIL after {limit} connections")
+    """The client's TIME_WAIT sockets toward server PORT."""
+    return proc_tcp.count(proc_tcp.read(lab["h1"].ns), "TIME_WAIT", port)
 
 
 def trial(lab, params: dict, ctx) -> dict:
-    n, (port, other) = int(params["ports_count"]), ports(ctx.repeat)
-    if params["case"] == "client_closes":
-        first = _exhaust(lab, port, 2 * n + 10)
+    n, (port, other) = pool(ctx.kernel), ports(ctx.repeat)       # the range as set (--sysctl too)
+    h1, server = lab["h1"], lab["h2"].ip()
+    if params["case"] == "client_closes":       # connect and close until EADDRNOTAVAIL
+        first = churn.until_exhausted(h1, (server, port), 2 * n + 10)
         time.sleep(0.2)             # the server's last FINs: every port in TIME_WAIT
         tw = _time_wait(lab, port)
-        second = _exhaust(lab, other, 2 * n + 10)
+        second = churn.until_exhausted(h1, (server, other), 2 * n + 10)
         ctx.raw.write_text("exhaustion.csv", f"{ctx.repeat},{first},{tw},{second}\n")
         return {"first_failure_count": float(first), "time_wait_count": float(tw),
                 "second_port_count": float(second)}
-    made, failed = _connects(lab, port, 2 * n, rate_per_s(params),
-                             wait_eof=params["case"] == "server_closes")
+    made, failed = churn.paced(h1, (server, port), 2 * n, rate_per_s(n),
+                               wait_eof=params["case"] == "server_closes")
     ctx.raw.write_text("paced.csv", f"{ctx.repeat},{made},{failed},{_time_wait(lab, port)}\n")
     return {"failure_count": float(failed)}

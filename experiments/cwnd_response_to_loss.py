@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
-import time
 
 from wirelab.errors import LabError
 from wirelab.lab import firewall
+from wirelab.measure.tcpinfo import CA_LOSS, CA_RECOVERY, episodes
+from wirelab.models.tcp import TCP_INFINITE_SSTHRESH
 from wirelab.peers import bulk
 from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
 from wirelab.topologies.routed_path import RoutedPath
@@ -62,8 +62,6 @@ BLACKHOLE_S = 1.0
 #: bbr, with no ssthresh to hold it, is past both drops within 0.5 s and sends 8 MiB in
 #: 0.7 s: its black hole comes sooner and its response is longer
 BLACKHOLE_AT_S, SIZES = {"reno": 2.5, "cubic": 2.5, "bbr": 0.8}, {"bbr": 32 << 20}
-CA_RECOVERY, CA_LOSS = 3, 4
-INFINITE_SSTHRESH = 0x7FFFFFFF
 
 
 def predict(params: dict, kernel: dict) -> dict:
@@ -81,28 +79,20 @@ def prepare(lab, params: dict, ctx) -> None:
         ctx.state.session.server.mark(segment * MSS + MSS // 2, marker)
 
 
-def _episodes(samples: list[dict], state: int) -> list[int]:
-    """Indexes where a run of samples in STATE begins."""
-    return [i for i, s in enumerate(samples)
-            if s["ca_state"] == state and (i == 0 or samples[i - 1]["ca_state"] != state)]
-
-
 def analyse(samples: list[dict], model_based: bool = False) -> dict:
     """The cut at the second recovery (the window in congestion avoidance; for a
     MODEL_BASED one like bbr, the smallest window through that recovery) and the smallest
     cwnd in the loss state after it."""
-    starts = _episodes(samples, CA_RECOVERY)
-    if len(starts) < 2:
-        raise LabError(f"{len(starts)} fast recoveries in the TCP_INFO trace, not 2: a drop did "
+    runs = episodes(samples, CA_RECOVERY)
+    if len(runs) < 2:
+        raise LabError(f"{len(runs)} fast recoveries in the TCP_INFO trace, not 2: a drop did "
                        "not happen")
-    first = starts[1]
+    first, end = runs[1]
     before = next((s for s in reversed(samples[:first]) if s["ca_state"] < CA_RECOVERY), None)
     if before is not None and model_based:
-        episode = [s["snd_cwnd"] for s in samples[first:]]
-        episode = episode[:next((i for i, s in enumerate(samples[first:]) if s["ca_state"] != CA_RECOVERY),
-                                len(episode))]
-        before = before | {"kept": min(episode) / before["snd_cwnd"]}
-    elif before is None or before["snd_ssthresh"] >= INFINITE_SSTHRESH \
+        kept = min(s["snd_cwnd"] for s in samples[first:end])
+        before = before | {"kept": kept / before["snd_cwnd"]}
+    elif before is None or before["snd_ssthresh"] >= TCP_INFINITE_SSTHRESH \
             or before["snd_cwnd"] < before["snd_ssthresh"]:
         raise LabError(f"not in congestion avoidance before the second drop: {before}")
     loss = [s["snd_cwnd"] for s in samples[first:] if s["ca_state"] == CA_LOSS]
@@ -114,34 +104,15 @@ def analyse(samples: list[dict], model_based: bool = False) -> dict:
             "ssthresh_before": before["snd_ssthresh"], "cwnd_kept_ratio": before.get("kept")}
 
 
-def _drop(marker: bytes) -> tuple[str, ...]:
-    """A one-shot drop on r1 of the first segment carrying MARKER."""
-    return ("FORWARD", "-p", "tcp", "--sport", str(PORT), "-m", "string", "--algo", "bm",
-            "--string", marker.decode(), "-m", "statistic", "--mode", "nth", "--every",
-            "1000000000", "--packet", "0", "-j", "DROP")
-
-
 def trial(lab, params: dict, ctx) -> dict:
     session, r1 = ctx.state.session, lab["r1"]
-    cut = ("FORWARD", "-p", "tcp", "--sport", str(PORT), "-j", "DROP")
-    drops = [_drop(m) for m in DROPS.values()]
-    for rule in drops:                                  # armed afresh for each trial
-        firewall.rule(r1, *rule)
+    # on r1: the first segment carrying each marker, once (armed afresh for each trial),
+    # and everything from the server for BLACKHOLE_S from BLACKHOLE_AT_S on
+    drops = [firewall.nth_drop(0, *firewall.carrying(m, PORT)) for m in DROPS.values()]
     session.server.sample_next(SAMPLE_S)
-
-    def blackhole() -> None:
-        time.sleep(BLACKHOLE_AT_S[params["cc"]])
-        firewall.rule(r1, *cut)
-        time.sleep(BLACKHOLE_S)
-        firewall.delete(r1, *cut)
-    hole = threading.Thread(target=blackhole, daemon=True)
-    hole.start()
-    try:
+    with firewall.armed(r1, drops), firewall.outage(r1, BLACKHOLE_AT_S[params["cc"]], BLACKHOLE_S,
+                                                    "-p", "tcp", "--sport", str(PORT)):
         res, rec = session.fetch(SIZES.get(params["cc"], SIZE))
-    finally:
-        hole.join(BLACKHOLE_AT_S[params["cc"]] + BLACKHOLE_S + 10)
-        for rule in drops:
-            firewall.delete(r1, *rule)
     if ctx.repeat == 0:                                 # the figure's trace: one trial
         ctx.raw.write_text("cwnd.csv", bulk.cwnd_csv(rec, res.t0_s))
     bbr = params["cc"] == "bbr"

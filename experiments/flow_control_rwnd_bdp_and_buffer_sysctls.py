@@ -17,10 +17,11 @@ socket inherits it, autotuning off), or none ("auto": autotuning up to tcp_rmem[
 """
 from __future__ import annotations
 
-from wirelab.errors import LabError
+import statistics
+
 from wirelab.measure import netstat
-from wirelab.measure.tap import Tap, tapped, timeline, zero_window_probes
-from wirelab.models import releases
+from wirelab.measure.tap import open_taps, persist_schedule, tapped, timeline
+from wirelab.models.tcp import locked_window
 from wirelab.models.timers import hz_of, nominal_rto_ms, rto_min_of
 from wirelab.peers import stream
 from wirelab.spec import REPORTED, Bars, Choice, Metric, Param, Tolerance
@@ -87,22 +88,10 @@ def lab_sysctls(params: dict) -> dict:
 
 
 def window_bytes(case: str, kernel: dict) -> int | None:
-    """The window an SO_RCVBUF of BUFFERS[case] lets the receiver advertise on 6.1, None
-    if autotuned: the buffer 2 min(X, rmem_max), half of it offered (tcp_adv_win_scale 1),
-    less one segment that tcp_init_buffer_space() reserves ("force reservation of one
-    segment": window_clamp = full space - advmss)."""
-    x = BUFFERS[case]
-    if not x:
-        return None     # autotuned: up to tcp_rmem[2] / 2, reached as the flow grows
-    releases.require(kernel, "the SO_RCVBUF window (tcp_adv_win_scale)", before=(6, 6))
-    full = min(x, int(kernel.get("global", {}).get(RMEM_MAX, 212992)))
-    clamp = full - MSS
-    # the window scale a locked buffer asks for (tcp_select_initial_window, the clamp being
-    # the full space): none below 64 KiB, and then the window is whole segments
-    wscale = min(max(full.bit_length() - 1 - 15, 0), 14)
-    if wscale == 0:
-        return clamp // MSS * MSS
-    return -(-clamp // (1 << wscale)) << wscale
+    """The window an SO_RCVBUF of BUFFERS[case] lets the receiver advertise on 6.1
+    (wirelab.models.tcp.locked_window), None if autotuned: up to tcp_rmem[2] / 2,
+    reached as the flow grows."""
+    return locked_window(BUFFERS[case], kernel, MSS) if BUFFERS[case] else None
 
 
 def predict(params: dict, kernel: dict) -> dict:
@@ -137,36 +126,22 @@ def prepare(lab, params: dict, ctx) -> None:
     lab.undo.push("stop the reader", reader.close)
     ctx.state.reader = reader
     if pause:
-        ctx.state.tap = Tap(lab["h1"])
-        lab.undo.push("close the tap", ctx.state.tap.close)
-
-
-def send(lab, reader: stream.Reader) -> list[dict]:
-    return stream.send_for(lab["h1"], lab["h2"].ip(), PORT, SEND_S, reader, SAMPLE_S)
+        ctx.state.taps = open_taps(lab, "h1")
 
 
 def trial(lab, params: dict, ctx) -> dict:
     reader, ns = ctx.state.reader, lab["h2"].ns
     if params["case"] == "pause":
-        before = netstat.read_counter(ns, "TcpExt", "TCPToZeroWindowAdv")
-        samples, events = tapped({"h1": ctx.state.tap}, lambda: send(lab, reader))
-        zeros = netstat.read_counter(ns, "TcpExt", "TCPToZeroWindowAdv") - before
-        t_zero, probes, answers = zero_window_probes(events["h1"], PORT)
-        near = [e for e in events["h1"] if t_zero - 0.3 <= e.ts <= t_zero + PAUSE_S]
-        ctx.raw.write_text(f"zero_window_t{ctx.repeat}.txt", "".join(
-            f"{line} win={e.seg.window} seq={e.seg.seq}\n" for line, e in
-            zip(timeline(near, t_zero).splitlines(), near, strict=True)))
+        (samples, events), zeros = netstat.counted(ns, "TcpExt", ("TCPToZeroWindowAdv",), lambda: tapped(
+            ctx.state.taps, lambda: stream.send_for(lab["h1"], reader, SEND_S, SAMPLE_S)))
+        probed = persist_schedule(events["h1"], samples, PORT)      # the RTO as TCP_INFO had it
+        near = [e for e in events["h1"] if probed.armed - 0.3 <= e.ts <= probed.armed + PAUSE_S]
+        ctx.raw.write_text(f"zero_window_t{ctx.repeat}.txt", timeline(near, probed.armed, windows=True))
         ctx.raw.write_text("probes.csv", f"{ctx.repeat}," + " ".join(
-            f"{(t - t_zero) * 1e3:.1f}" for t in probes) + "\n")
-        shut = [s["rto"] for s in samples if s["snd_wnd"] == 0]
-        if not shut:
-            raise LabError("TCP_INFO never showed the zero window")
-        rto_s = shut[0] / 1e6
-        return {"first_probe_rto_ratio": (probes[0] - t_zero) / rto_s,
-                "backoff_rto_ratio": (probes[1] - answers[0]) / rto_s,
-                "zero_window_count": float(zeros), "rto_ms": rto_s * 1e3}
-    windows = [s["snd_wnd"] for s in send(lab, reader)]
+            f"{(t - probed.armed) * 1e3:.1f}" for t in probed.probes) + "\n")
+        return {"first_probe_rto_ratio": probed.first_probe_rto, "backoff_rto_ratio": probed.backoff_rto,
+                "zero_window_count": float(zeros["TCPToZeroWindowAdv"]), "rto_ms": probed.rto_s * 1e3}
+    windows = [s["snd_wnd"] for s in stream.send_for(lab["h1"], reader, SEND_S, SAMPLE_S)]
     goodput = reader.goodput_mbps()
-    tail = sorted(windows[len(windows) // 2:])
     ctx.raw.write_text("windows.csv", f"{ctx.repeat}," + " ".join(map(str, windows)) + "\n")
-    return {"goodput_mbps": goodput, "window_kb": tail[len(tail) // 2] / 1e3}
+    return {"goodput_mbps": goodput, "window_kb": statistics.median_high(windows[len(windows) // 2:]) / 1e3}

@@ -17,16 +17,13 @@ the full grid.
 """
 from __future__ import annotations
 
-import contextlib
-import socket
-
 from wirelab.errors import LabError
 from wirelab.lab import firewall
 from wirelab.measure import netstat
-from wirelab.measure.tap import Tap, tapped
+from wirelab.measure.tap import open_taps, tapped
 from wirelab.models.retransmit import loss_probe_s
 from wirelab.models.timers import hz_of, nominal_rto_ms, rto_min_of
-from wirelab.peers.listener import Listener, recv_into_exact
+from wirelab.peers import stream
 from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
 from wirelab.topologies.routed_path import RoutedPath
 
@@ -107,64 +104,27 @@ def response(case: str) -> bytes:
     return bytes(body)
 
 
-class _Sender(Listener):
-    """Sends BODY on every connection and waits for the client to close: a FIN of ours
-    after the tail would be SACKed and turn a tail loss into a fast retransmit."""
-
-    def __init__(self, node, port: int, body: bytes):
-        self.body = body
-        super().__init__(node, port, name="sender")
-
-    def handle(self, conn: socket.socket) -> None:
-        conn.settimeout(30)
-        with contextlib.suppress(OSError):      # the trial reports a short response
-            conn.sendall(self.body)
-            conn.recv(1)
-
-
 def _drop_rules(case: str) -> list[tuple[str, ...]]:
     """One-shot drops on r1: the marked segment's first transmission, and for tail_twice
     the first one that passes that rule too (each rule counts what reaches it)."""
-    match = ("-p", "tcp", "--sport", str(PORT), "-m", "string", "--algo", "bm", "--string",
-             _marker(DROP_AT[case]).decode(), "-m", "statistic", "--mode", "nth", "--every",
-             "1000000000", "--packet", "0", "-j", "DROP")
-    return [("FORWARD", *match)] * (2 if case == "tail_twice" else 1)
+    match = firewall.carrying(_marker(DROP_AT[case]), PORT)
+    return [firewall.nth_drop(0, *match)] * (2 if case == "tail_twice" else 1)
 
 
 def prepare(lab, params: dict, ctx) -> None:
     h2 = lab["h2"]
     h2.run(["ethtool", "-K", h2.intf().name, "tso", "off", "gso", "off"])
-    server = _Sender(h2, PORT, response(params["case"]))
+    server = stream.Sender(h2, PORT, response(params["case"]))
     lab.undo.push("stop the server", server.close)
-    ctx.state.tap = Tap(h2)
-    lab.undo.push("close the tap", ctx.state.tap.close)
-
-
-def _fetch(lab) -> None:
-    sock = lab["h1"].socket()
-    try:
-        sock.settimeout(30)
-        sock.connect((lab["h2"].ip(), PORT))
-        buf = bytearray(SEGMENTS * MSS)
-        if recv_into_exact(sock, memoryview(buf)) != len(buf):
-            raise LabError("the response was cut short")
-    finally:
-        sock.close()
+    ctx.state.taps = open_taps(lab, "h2")
 
 
 def trial(lab, params: dict, ctx) -> dict:
-    ns = lab["h2"].ns
-    rules = _drop_rules(params["case"])
-    for r in rules:                                     # armed afresh for each trial
-        firewall.rule(lab["r1"], *r)
-    before = netstat.read_counters(ns, "TcpExt", COUNTERS)
-    try:
-        _, events = tapped({"h2": ctx.state.tap}, lambda: _fetch(lab))
-    finally:
-        after = netstat.read_counters(ns, "TcpExt", COUNTERS)
-        for r in rules:
-            firewall.delete(lab["r1"], *r)
-    delta = {k: after[k] - before[k] for k in COUNTERS}
+    # the sender's FIN waits for the client's: after the tail it would be SACKed and turn
+    # a tail loss into a fast retransmit (stream.Sender)
+    with firewall.armed(lab["r1"], _drop_rules(params["case"])):     # afresh for each trial
+        (_, events), delta = netstat.counted(lab["h2"].ns, "TcpExt", COUNTERS, lambda: tapped(
+            ctx.state.taps, lambda: stream.receive(lab["h1"], lab["h2"].ip(), PORT, SEGMENTS * MSS)))
     marker = _marker(DROP_AT[params["case"]])
     sent = [e.ts for e in events["h2"] if e.out and marker in e.seg.payload]
     if len(sent) < 2:

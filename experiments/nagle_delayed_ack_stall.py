@@ -35,7 +35,7 @@ from wirelab.kernel.facts import measure_jiffy_ms
 from wirelab.lab.sysctl import sysctl_path
 from wirelab.measure import netstat
 from wirelab.measure.critical_path import critical_path, over_budget
-from wirelab.measure.tap import Tap, exchange_span, ladder, tapped, timelines
+from wirelab.measure.tap import exchange_span, ladder, open_taps, tapped, timelines
 from wirelab.models.tcp import iw_of
 from wirelab.models.timers import ato_min_ms, hz_of, jiffy_ms
 from wirelab.peers import small_writes
@@ -141,7 +141,7 @@ def _timed(ctx, mode: str, tag: str) -> tuple[dict, dict]:
     path = critical_path(events, st.owner, first.ts, "h1", last, iw_of(ctx.kernel),
                          nodelay={"h1"} if mode == "nodelay" else ())
     over = over_budget(path.compute_ms, BUDGET_MS, f"request {tag} ({mode})")
-    ctx.raw.write_text(f"{tag}.txt", describe_path(path) + timelines(events))
+    ctx.raw.write_text(f"{tag}.txt", path.describe() + timelines(events))
     if tag == "t05" and mode == "nagle":      # one stalled request, for the figure's ladder
         ctx.raw.write_text("timeline.json", json.dumps(ladder(events, ["h1", "h2"], f"one request "
                            f"under Nagle, r = {ctx.params['rtt_ms']:g} ms ({tag})")) + "\n")
@@ -150,19 +150,12 @@ def _timed(ctx, mode: str, tag: str) -> tuple[dict, dict]:
                           if path.retransmissions else "", over)
 
 
-def describe_path(path) -> str:
-    return (f"span {path.span_ms:.3f} ms: network {path.network_ms:.3f}, processing "
-            + ", ".join(f"{n} {ms:.3f}" for n, ms in path.compute_ms.items()) + "\n")
-
-
 def prepare(lab, params: dict, ctx) -> None:
     mode, st = params["mode"], ctx.state
     ctx.measure_point(jiffy_ms=measure_jiffy_ms(10))
     st.server = small_writes.HalvesServer(lab["h2"], PORT, HALF, REPLY, mode == "quickack")
     lab.undo.push("stop the Nagle server thread", st.server.close)
-    st.taps = {name: Tap(lab[name]) for name in ("h1", "h2")}
-    for name, tap in st.taps.items():
-        lab.undo.push(f"close the packet tap on {name}", tap.close)
+    st.taps = open_taps(lab, "h1", "h2")
     st.owner = {lab[name].ip(): name for name in st.taps}
     # The first request of FIRST_CONNECTIONS fresh connections (the first connect also
     # resolves ARP; only requests are timed).  The last one stays open for the trials.
@@ -181,12 +174,10 @@ def prepare(lab, params: dict, ctx) -> None:
 
 
 def trial(lab, params: dict, ctx) -> dict:
-    ns = lab["h2"].ns
     time.sleep(REQUEST_GAP_S)
-    before = netstat.read_counter(ns, "TcpExt", "DelayedACKs")
-    row, excluded = _timed(ctx, params["mode"], f"t{ctx.repeat:02d}")
-    after = netstat.read_counter(ns, "TcpExt", "DelayedACKs")
+    (row, excluded), grew = netstat.counted(lab["h2"].ns, "TcpExt", ("DelayedACKs",),
+                                            lambda: _timed(ctx, params["mode"], f"t{ctx.repeat:02d}"))
     ctx.raw.write_text("requests.jsonl", json.dumps({
-        "trial": ctx.repeat, **row, "delayed_acks": after - before, **excluded,
+        "trial": ctx.repeat, **row, "delayed_acks": grew["DelayedACKs"], **excluded,
         "server": ctx.state.server.record(IO_TIMEOUT_S)}) + "\n")
-    return {**row, "delayed_acks_count": float(after - before), **excluded}
+    return {**row, "delayed_acks_count": float(grew["DelayedACKs"]), **excluded}

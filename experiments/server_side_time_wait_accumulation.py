@@ -12,18 +12,17 @@ server's TIME_WAIT, and the server counts 4-tuples.  The servers set tcp_rfc1337
 client's late ACK can draw the TIME_WAIT's ACK, the closed client answers with RST, and the
 RST would end the TIME_WAIT (1 to 5 in 10,000 on the 6.18 host).  tw_objects_ratio, tw_sock_TCP
 objects in use (/proc/slabinfo) per TIME_WAIT socket, is judged where the cache is its own and
-SLUB's slack (tw_cache) is within SLAB_BAND of the count: 256 objects, 8,534 sockets here.
+SLUB's slack (kernel["slab"]) is within SLAB_BAND of the count: 256 objects, 8,534 sockets here.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from wirelab.errors import LabError
 from wirelab.lab import netns
 from wirelab.lab.wait import poll
-from wirelab.measure import netstat
+from wirelab.measure import netstat, slab
 from wirelab.peers.listener import Listener
 from wirelab.spec import REPORTED, Bars, Metric, Param, Tolerance
 from wirelab.topologies.dumbbell import Dumbbell
@@ -51,7 +50,7 @@ SERVERS = 3                         # clients h1-h3, servers h4-h6: one fresh se
 SERVER_NAMES = tuple(f"h{SERVERS + 1 + k}" for k in range(SERVERS))
 PORT, FIRST_CLIENT_PORT = 80, 1024
 SLAB_BAND = 0.03                    # judged where SLUB's per-CPU slack is within it
-CACHE, SLABINFO, SYS_SLAB = "tw_sock_TCP", Path("/proc/slabinfo"), Path("/sys/kernel/slab")
+CACHE = "tw_sock_TCP"
 _EXACT = Tolerance(abs=0.0, rel=0.0, symmetric=True)
 METRICS = [
     Metric("time_wait_count", "TIME_WAIT sockets on the server after the trial", _EXACT),
@@ -80,42 +79,16 @@ def topology_params(params: dict) -> dict:
     return {"pairs": SERVERS}
 
 
-def parse_slabinfo(text: str) -> dict[str, tuple[int, int]]:
-    """{cache: (active objects, object size in bytes)} from /proc/slabinfo text."""
-    out = {}
-    for line in text.splitlines()[2:]:
-        f = line.split()
-        if len(f) > 3:
-            out[f[0]] = (int(f[1]), int(f[3]))
-    return out
-
-
-def tw_cache() -> tuple[float, float | None]:
-    """(size of a tw_sock_TCP object in bytes, free objects SLUB may count as in use: per CPU
-    its slab and its partial slabs; None for a cache merged with others (listed under another
-    name in /proc/slabinfo, its counts shared) or unreadable)."""
-    d = SYS_SLAB / CACHE
-
-    def num(name: str) -> int:
-        return int((d / name).read_text().split()[0])
-    try:
-        own = not d.is_symlink() and num("aliases") == 0
-        info = parse_slabinfo(SLABINFO.read_text()) if os.access(SLABINFO, os.R_OK) else {}
-        size = float(info[CACHE][1] if CACHE in info else num("slab_size"))
-        per_slab = num("objs_per_slab")          # slub_set_cpu_partial(): ceil(2 cp / per_slab) slabs
-        slack = (os.cpu_count() or 1) * per_slab * (1 - (-2 * num("cpu_partial") // per_slab))
-        return size, float(slack) if own else None
-    except (OSError, ValueError):
-        return 0.0, None
-
-
 def predict(params: dict, kernel: dict) -> dict:
     n, cap = int(params["connections_count"]), int(params["tw_buckets_count"])
     out = {"time_wait_count": float(min(n, cap)), "overflow_count": float(max(0, n - cap)),
            "failure_count": 0.0, "server_ports_count": 1.0}
-    size, slack = tw_cache()
-    if size and slack is not None and min(n, cap) * SLAB_BAND >= slack:
-        out |= {"tw_objects_ratio": 1.0, "tw_slab_bytes": size}
+    # judged where its own cache (a merged one's row counts others' objects too) and the
+    # free objects SLUB may count as in use, per CPU, are within SLAB_BAND of the count
+    tw = kernel.get("slab", {}).get(CACHE) or {}
+    slack = tw["slack_objects"] if tw.get("own") else None
+    if slack is not None and min(n, cap) * SLAB_BAND >= slack:
+        out |= {"tw_objects_ratio": 1.0, "tw_slab_bytes": float(tw["size_bytes"])}
     return out
 
 
@@ -156,7 +129,7 @@ def _settled_slab() -> int:
 
 
 def _active() -> int:
-    return parse_slabinfo(SLABINFO.read_text())[CACHE][0]
+    return slab.read()[CACHE][0]
 
 
 def _connect_all(lab, server, n: int) -> tuple[int, float]:
@@ -191,7 +164,7 @@ def trial(lab, params: dict, ctx) -> dict:
     row = {"time_wait_count": float(tw), "overflow_count": float(ovf),
            "failure_count": float(failed), "server_ports_count": float(len({p for p, _ in socks}))}
     if slab_on and tw:
-        size, grown = parse_slabinfo(SLABINFO.read_text())[CACHE][1], _active() - before
+        size, grown = slab.read()[CACHE][1], _active() - before
         row |= {"tw_objects_ratio": grown / tw, "tw_slab_bytes": size * grown / tw}
     ctx.raw.write_text("trials.csv", "" if ctx.repeat else
                        "repeat,server,connections,failed,seconds,per_s,time_wait,overflow,slab_bytes\n")

@@ -53,11 +53,12 @@ REPEATS = 2
 QUICK_REPEATS = 2
 TIME_WAIT_S, POLL_S = 60.0, 0.05            # TCP_TIMEWAIT_LEN (include/net/tcp.h)
 _LATE = Tolerance(abs=2 * POLL_S, rel=8 / 63, below=0.02)       # the timer wheel's rounding
+_ARMED = Tolerance(abs=0.05, rel=0.0, below=0.02)               # 10 ms resolution, read after close
 _EXACT = Tolerance(abs=0.0, rel=0.0, symmetric=True)
 METRICS = [
-    Metric("tw_timer_s", "the TIME_WAIT timer as armed: age at reading + time left",
-           Tolerance(abs=0.05, rel=0.0, below=0.02)),
-    Metric("tw_lifetime_s", "from close() until the TIME_WAIT socket was gone", _LATE),
+    Metric("tw_timer_s", "the TIME_WAIT timer as armed: age at reading + time left", _ARMED),
+    Metric("tw_lifetime_s", "from close() until the TIME_WAIT socket was gone", _LATE, full_only=True),
+    Metric("fw2_timer_s", "the orphaned FIN_WAIT_2's timer as armed", _ARMED),
     Metric("fw2_lifetime_s", "from close() until the orphaned FIN_WAIT_2 socket was gone", _LATE),
     Metric("closer_tw_count", "TIME_WAIT sockets on the side that closed first", _EXACT, plot=False),
     Metric("other_tw_count", "TIME_WAIT sockets on the other side", _EXACT, plot=False),
@@ -65,7 +66,8 @@ METRICS = [
 X = "case"
 FIGURE = Bars("How long does a closed connection linger?", (
     ("TIME_WAIT timer", "tw_timer_s"), ("TIME_WAIT observed", "tw_lifetime_s"),
-    ("orphaned FIN_WAIT_2", "fw2_lifetime_s")), x="case", unit="s", ylabel="seconds after close()",
+    ("FIN_WAIT_2 timer", "fw2_timer_s"), ("FIN_WAIT_2 observed", "fw2_lifetime_s")),
+    x="case", unit="s", ylabel="seconds after close()",
     labels={"client_closes": "client closes first", "server_closes": "server closes first",
             "orphan": "server never closes"})
 PORT = 7400
@@ -94,7 +96,8 @@ def observed(params: dict) -> bool:
 
 def predict(params: dict, kernel: dict) -> dict:
     if params["case"] == "orphan":
-        return {"fw2_lifetime_s": float(params["fin_timeout_s"])} if observed(params) else {}
+        fin = float(params["fin_timeout_s"])
+        return {"fw2_timer_s": fin} | ({"fw2_lifetime_s": fin} if observed(params) else {})
     out = {"tw_timer_s": TIME_WAIT_S, "closer_tw_count": float(params["conns_count"]),
            "other_tw_count": 0.0}
     return out | ({"tw_lifetime_s": TIME_WAIT_S} if observed(params) else {})
@@ -186,10 +189,8 @@ def trial(lab, params: dict, ctx) -> dict:
     ctx.raw.write_text("lifetimes.jsonl", json.dumps({
         "repeat": ctx.repeat, "case": case, "timers_s": timers, "gone_s": sorted(gone.values()),
         "left": len(held)}) + "\n")
-    if case == "orphan":
-        out = {}
-    else:
-        out["tw_timer_s"] = timers[n // 2]
+    mid = timers[n // 2]
+    out = {"fw2_timer_s": mid} if case == "orphan" else out | {"tw_timer_s": mid}
     if gone and not held:
         out["fw2_lifetime_s" if case == "orphan" else "tw_lifetime_s"] = sorted(gone.values())[n // 2]
     return out

@@ -16,18 +16,17 @@ with a retransmission on the path is excluded.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 from wirelab.errors import LabError
-from wirelab.lab.wait import poll
 from wirelab.measure import capture
 from wirelab.measure.critical_path import over_budget
 from wirelab.measure.tls_timing import new_connection
 from wirelab.models.tcp import iw_of
-from wirelab.models.tls import HANDSHAKES, PROTOCOL_NAME, Handshake, handshake_round_trips
-from wirelab.peers.openssl import ClientReport, parse_s_client, redact, s_client_argv, s_server_argv
+from wirelab.models.tls import HANDSHAKES, Handshake, handshake_round_trips
+from wirelab.peers import openssl
+from wirelab.peers.openssl import ClientReport, parse_s_client, s_client_argv, s_server_argv
 from wirelab.peers.web import make_certs
 from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
 from wirelab.spec.context import exclusion
@@ -95,47 +94,27 @@ def run_client(lab, ctx, mode: Handshake, resume: bool, want_ticket: bool) -> Cl
     st = ctx.state
     st.n_client += 1
     sess_out = st.workdir / f"session-{st.n_client}.pem"
-    out = st.workdir / f"s_client-{st.n_client}.txt"
     argv = s_client_argv(lab["h2"].ip(), PORT, mode.version, st.certs.ca,
                          sess_in=st.session if resume else None, sess_out=sess_out,
                          early_data=st.payload_file if mode.early_data and resume else None)
-    with open(out, "wb") as outf:
-        proc = lab["h1"].popen(argv, stdin=subprocess.PIPE, stdout=outf, stderr=subprocess.STDOUT)
-    try:
-        proc.stdin.write(PAYLOAD)
-        proc.stdin.flush()
-        if want_ticket:
-            poll(lambda: proc.poll() is not None or (sess_out.exists() and sess_out.stat().st_size),
-                 CLIENT_TIMEOUT_S, "s_client to receive and save a session ticket")
-    finally:
-        proc.stdin.close()  # EOF: s_client sends close_notify and exits
-    try:
-        rc = proc.wait(timeout=CLIENT_TIMEOUT_S)
-    except subprocess.TimeoutExpired as e:
-        raise LabError(f"s_client did not exit within {CLIENT_TIMEOUT_S} s") from e
-    text = redact(out.read_text(errors="replace"))
+    rc, text = openssl.run_s_client(lab["h1"], argv, PAYLOAD, st.workdir / f"s_client-{st.n_client}.txt",
+                                    ticket=sess_out if want_ticket else None, timeout_s=CLIENT_TIMEOUT_S)
     ctx.raw.write_text("s_client.txt", f"### connection {st.n_client}: {' '.join(argv)}\n{text}\n")
     if rc != 0:
         raise LabError(f"s_client exited {rc}: {text[-400:]}")
     if want_ticket:
-        if not (sess_out.exists() and sess_out.stat().st_size):
+        if not openssl.saved(sess_out):
             raise LabError("s_client exited without saving a session ticket")
         st.session = sess_out
     return parse_s_client(text)
 
 
 def check_report(mode_name: str, report: ClientReport, resumed_expected: bool) -> None:
-    """Refuse a trial that did not do what its mode says."""
+    """Refuse a trial that did not do what its mode says (early data only when it
+    resumes in 0-RTT mode)."""
     mode = MODES[mode_name]
     early = "accepted" if mode.early_data and resumed_expected else "not sent"
-    problems = [p for bad, p in (
-        (not report.verified, "the server certificate was not verified"),
-        (report.protocol != PROTOCOL_NAME[mode.version],
-         f"protocol {report.protocol}, expected {PROTOCOL_NAME[mode.version]}"),
-        (report.reused is not resumed_expected, f"session {'reused' if report.reused else 'new'}"
-         f", expected {'reused' if resumed_expected else 'new'}"),
-        (mode.version == "1.3" and report.early_data != early,
-         f"early data {report.early_data}, expected {early}")) if bad]
+    problems = report.problems(mode.version, resumed_expected, early)
     if problems:
         raise LabError(f"{mode_name}: " + "; ".join(problems))
 
@@ -155,10 +134,7 @@ def prepare(lab, params: dict, ctx) -> None:
     # client's choice, not the server's.
     argv = s_server_argv(PORT, mode.version, st.certs.cert, st.certs.key,
                          early_data=mode.version == "1.3", no_cache=mode.version == "1.2")
-    with open(wd / "s_server.txt", "wb") as outf:
-        # stdin stays an open pipe: s_server ends a connection at EOF on stdin.
-        lab["h2"].popen(argv, stdin=subprocess.PIPE, stdout=outf, stderr=subprocess.STDOUT)
-    lab["h2"].wait_listening(PORT, CLIENT_TIMEOUT_S)
+    openssl.start_s_server(lab["h2"], argv, PORT, wd / "s_server.txt", CLIENT_TIMEOUT_S)
     ctx.raw.write_text("s_server.txt", " ".join(argv) + "\n")
     # One untimed full handshake: warms the server, resolves ARP across the router
     # and, for the resumed modes, brings the first session ticket.

@@ -98,10 +98,28 @@ def root_sysctls() -> dict[str, str]:
 
 # --- kernel facts a prediction reads ---------------------------------------------------
 
+#: kernel["slab"] as the 6.18 host (x86_64, 2 CPUs) gives it: /proc/slabinfo's slot sizes,
+#: SLUB's merges (the LSM blobs and the bind buckets share others' caches) and per-CPU slack.
+SLAB_618 = {
+    "TCP": {"size_bytes": 2368, "own": True, "row": "TCP", "slack_objects": 130},
+    "sock_inode_cache": {"size_bytes": 832, "own": True, "row": "sock_inode_cache", "slack_objects": 266},
+    "filp": {"size_bytes": 192, "own": True, "row": "filp", "slack_objects": 546},
+    "dentry": {"size_bytes": 192, "own": True, "row": "dentry", "slack_objects": 546},
+    "lsm_inode_cache": {"size_bytes": 32, "own": False, "row": "lsm_inode_cache", "slack_objects": None},
+    "lsm_file_cache": {"size_bytes": 24, "own": False, "row": "lsm_file_cache", "slack_objects": None},
+    "tcp_bind_bucket": {"size_bytes": 128, "own": False, "row": "eventpoll_epi", "slack_objects": None},
+    "tcp_bind2_bucket": {"size_bytes": 128, "own": False, "row": "eventpoll_epi", "slack_objects": None},
+    "skbuff_head_cache": {"size_bytes": 256, "own": True, "row": "skbuff_head_cache", "slack_objects": 256},
+    "skbuff_small_head": {"size_bytes": 576, "own": True, "row": "skbuff_small_head", "slack_objects": 252},
+    "tw_sock_TCP": {"size_bytes": 256, "own": True, "row": "tw_sock_TCP", "slack_objects": 256},
+}
+
+
 def kernel_facts(hz: int = 100, release: str = "6.1.0-test", **sysctls: str) -> dict:
     """Facts as wirelab.kernel.facts.read gives them for a lab namespace: Linux's
     defaults (the lab's baseline) and the runner's trial sysctls, with SYSCTLS
-    (underscored names: tcp_rmem="4096 87380 6291456") on top."""
+    (underscored names: tcp_rmem="4096 87380 6291456") on top, and the slab caches
+    of SLAB_618 (a copy: a test may change it)."""
     from wirelab.lab.sysctl import BASELINE
     from wirelab.spec.experiment import TRIAL_SYSCTLS
     values = {**BASELINE, **TRIAL_SYSCTLS}
@@ -109,7 +127,8 @@ def kernel_facts(hz: int = 100, release: str = "6.1.0-test", **sysctls: str) -> 
     return {"release": release, "hz": hz, "sysctls": values, "mtu": 1500, "iw_segs": 10,
             "rto_min_ms": 200.0,
             "global": {"net.core.rmem_max": "212992", "net.core.wmem_max": "212992",
-                       "net.core.somaxconn": "4096"}}
+                       "net.core.somaxconn": "4096"},
+            "slab": {c: dict(v) for c, v in SLAB_618.items()}}
 
 
 # --- synthetic runs (for reading, analysing and plotting without a lab) -----------------

@@ -34,6 +34,19 @@ def _kernel_arg(value: str) -> str:
                                      "(a UML kernel `wirelab kernels` lists, e.g. uml:6.12)")
 
 
+def _kernels_arg(value: str) -> str:
+    """One backend, or (run only) a list of UML kernels: uml:6.1,uml:6.12."""
+    if "," not in value:
+        return _kernel_arg(value)
+    from wirelab.run.across import kernel_list
+    try:
+        kernel_list(value)
+    except BadInput as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix(f"--kernel {value}: ")
+                                         + f" (got {value!r})") from None
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # exit 2 with a message, never a traceback
         self.print_usage(sys.stderr)
@@ -66,11 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
-    def kernel_opt(sp):
-        sp.add_argument("--kernel", default="auto", type=_kernel_arg, metavar="{auto,host,uml,uml:X}",
+    def kernel_opt(sp, many: bool = False):
+        sp.add_argument("--kernel", default="auto", type=_kernels_arg if many else _kernel_arg,
+                        metavar="{auto,host,uml,uml:X}" + (",..." if many else ""),
                         help="kernel backend: the host's, User-Mode Linux (uml: the system's; "
                              "uml:6.1, uml:6.12: that one, see `wirelab kernels`), or auto "
-                             "(default): the host when it has what the lab needs, else UML")
+                             "(default): the host when it has what the lab needs, else UML"
+                             + ("; uml:6.1,uml:6.12 runs the grid on each kernel and writes "
+                                "one results directory comparing them" if many else ""))
 
     def json_opt(sp, what: str):
         sp.add_argument("--json", action="store_true", help=f"print {what} as JSON")
@@ -105,11 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "experiment module (my_claim.py)")
     r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE[,VALUE...]",
                    help="override a parameter with one value or a comma-separated list")
+    r.add_argument("--sysctl", action="append", default=[], metavar="[HOST:]NAME=VALUE",
+                   help="set a sysctl on every lab host (or one HOST; 'kernel:' for a kernel-wide "
+                   "one, UML only) on top of the experiment's own; VALUE 'default' is the kernel's")
     r.add_argument("--quick", action="store_true", help="the quick grid (for class and CI)")
     r.add_argument("--repeats", type=int, default=None, metavar="N", help="rows per grid point")
     r.add_argument("--seed", type=int, default=None, help="random seed (recorded either way)")
     json_opt(r, "one document (run directory, verdict, points)")
-    kernel_opt(r)
+    kernel_opt(r, many=True)
 
     u = add("up", cmd_up, "build a topology and open a prompt inside it (a testbed to "
             "enter and break)")
@@ -128,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir")
     pl.add_argument("--format", default="png", choices=("png", "svg", "pdf"),
                     help="png (default), or svg / pdf for slides: plot.<format> in the run")
+    t = add("tune", cmd_tune, "the course's TCP tuning block as an A/B: each sysctl at the "
+            "kernel's default and at the course's value, on the workload it affects")
+    t.add_argument("--quick", action="store_true", help="the quick points (under 5 minutes)")
+    t.add_argument("--repeats", type=int, default=None, metavar="N", help="trials per side")
+    t.add_argument("--only", metavar="SYSCTL", help="one sysctl of the block (e.g. tcp_tw_reuse)")
+
     g = add("gallery", cmd_gallery, "draw every experiment's figure from stored runs on one page")
     g.add_argument("runs", help="a folder of <experiment>/<run> directories (tests/data/runs)")
     g.add_argument("--out", default="docs/figures", help="where the images go")
@@ -165,7 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         settings.configure(results_dir=getattr(args, "results_dir", None),
                            verbose=verbose or None)
         kernel = getattr(args, "kernel", None)
-        if isinstance(kernel, str) and kernel.startswith("uml:"):
+        if isinstance(kernel, str) and "," in kernel:     # run on several UML kernels
+            from wirelab.kernel import kernels
+            from wirelab.run.across import kernel_list
+            args.kernels = kernel_list(kernel)
+            for name in args.kernels:
+                kernels.select(name)                # bad input before anything starts
+            args.kernel = "uml"
+        elif isinstance(kernel, str) and kernel.startswith("uml:"):
             from wirelab.kernel import kernels
             if not settings.inside_guest():         # the guest runs the kernel it is
                 kernels.select(kernel[4:])          # bad input before anything starts
@@ -336,14 +368,33 @@ def cmd_plot(args, argv) -> int:
     return 0
 
 
+_SYSCTL_NAME = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$")
+
+
+def parse_sysctls(words: list[str]) -> dict[str, dict[str, str]]:
+    """``--sysctl [HOST:]NAME=VALUE`` words -> {HOST or "*": {NAME: VALUE}}."""
+    out: dict[str, dict[str, str]] = {}
+    for word in words:
+        host, _, rest = word.rpartition(":") if ":" in word.split("=", 1)[0] else ("*", "", word)
+        name, eq, value = rest.partition("=")
+        if not eq or not _SYSCTL_NAME.match(name) or not value.strip():
+            raise BadInput(f"--sysctl {word!r}: expected [HOST:]NAME=VALUE, e.g. "
+                           "net.ipv4.tcp_tw_reuse=1 or h1:net.ipv4.tcp_fin_timeout=15")
+        out.setdefault(host, {})[name] = value.strip()
+    return out
+
+
 def cmd_run(args, argv) -> int:
     from wirelab.kernel import backend
     from wirelab.run import catalog
     exp = catalog.load(args.experiment)
     overrides = parse_sets(args.set)
+    on_top = parse_sysctls(args.sysctl)
     exp.grid(overrides, args.quick)          # bad input -> exit 2 before anything exists
     exp.repeats(args.repeats, args.quick)
     _require_root()
+    if getattr(args, "kernels", None):
+        return _run_across(exp, args, argv)
     choice, why = backend.resolve(args.kernel, exp.NEEDS)
     if choice == "uml":
         if not args.json:
@@ -356,9 +407,14 @@ def cmd_run(args, argv) -> int:
     from wirelab.report import analysis
     from wirelab.run import runner
     with backend.HostLock():
-        outcome = runner.run(exp, overrides, quick=args.quick, repeats=args.repeats,
-                             seed=args.seed, backend="uml" if settings.inside_guest() else "host",
-                             backend_reason=why)
+        try:
+            outcome = runner.run(exp, overrides, quick=args.quick, repeats=args.repeats,
+                                 seed=args.seed, backend="uml" if settings.inside_guest() else "host",
+                                 backend_reason=why, extra_sysctls=on_top)
+        except Exception as e:
+            from wirelab.run.across import tell_host
+            tell_host(e)                    # a guest says why it stopped (runs across kernels)
+            raise
     code = {"match": EXIT_MATCH, "deviates": EXIT_DEVIATES}.get(outcome.verdict, EXIT_LAB)
     if args.json:
         print(json.dumps({"run_dir": str(outcome.run_dir), "verdict": outcome.verdict,
@@ -371,6 +427,44 @@ def cmd_run(args, argv) -> int:
         for extra in sorted(outcome.run_dir.glob("plot-*.png")):
             print(f"         {extra}")
     return code
+
+
+def _run_across(exp, args, argv) -> int:
+    """--kernel uml:6.1,uml:6.12: the grid on each kernel, one results directory."""
+    from wirelab.report import across as report
+    from wirelab.run import across
+    root, parts = across.run(exp, argv, args.kernels, quick=args.quick)
+    code = report.exit_code(parts)
+    if args.json:
+        print(json.dumps(report.json_doc(exp, root, parts), indent=1))
+    else:
+        print((root / "summary.md").read_text())
+        print(f"results: {root}")
+        print(f"plot:    {root / 'plot.png'}")
+        for pt in parts:
+            print(f"{pt.kernel}: {pt.run.dir if pt.run else pt.state}")
+    for pt in parts:
+        if pt.why:
+            print(f"wirelab: {pt.kernel}: {pt.state}", file=sys.stderr)
+    return code
+
+
+def cmd_tune(args, argv) -> int:
+    from pathlib import Path
+
+    from wirelab.run import tune
+    if args.repeats is not None and args.repeats < 1:
+        raise BadInput(f"--repeats {args.repeats}: at least 1")
+    _require_root()
+    out = tune.run(Path(settings.current().results_dir), quick=args.quick, repeats=args.repeats,
+                   only=args.only)
+    print((out / "summary.md").read_text())
+    print(f"results: {out}")
+    for image in sorted(out.glob("plot-*.png")):
+        print(f"plot:    {image}")
+    faults = [r for r in json.loads((out / "tune.json").read_text())["rows"]
+              if r["status"].startswith("lab fault")]
+    return EXIT_LAB if faults else 0
 
 
 def cmd_gallery(args, argv) -> int:

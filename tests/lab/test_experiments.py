@@ -473,6 +473,32 @@ def check_connection_capacity_fd_and_4tuple(doc, run):
                 assert json.loads(line)["per_addr"] == [300] * int(case[0]), line
 
 
+def check_socket_memory_per_connection(doc, run):
+    (point,) = doc["points"]
+    pred, n = point["predicted"], 4000
+    assert point["params"]["connections_count"] == n and run.manifest["backend"] == "host"
+    client = run.manifest["points"][0]["effective_sysctls"]["h1"]
+    assert client["net.ipv4.ip_local_port_range"].split() == ["10000", "65535"]
+    assert client["net.ipv4.tcp_rfc1337"] == "1"
+    assert len(run.rows) == 3
+    for row in run.rows:                # every trial, not a median
+        assert abs(float(row["slab_per_end_bytes"]) / pred["slab_per_end_bytes"] - 1) <= 0.03, row
+        if "rmem_per_conn_bytes" in pred:           # 6.3+: the small skb heads are modelled
+            assert 0 <= float(row["rmem_per_conn_bytes"]) - pred["rmem_per_conn_bytes"] <= 4 * 832, row
+            assert 0 <= float(row["charged_per_conn_bytes"]) - pred["charged_per_conn_bytes"] <= 4096, row
+    for t in map(json.loads, (run.dir / "raw/point000/memory.jsonl").read_text().splitlines()):
+        m, idle, filled, closed = t["filled"], *(t["slab_objects"][k] for k in ("idle", "filled", "closed"))
+        assert t["connections"] == n and t["time_wait"] == n and 1000 <= m <= n, t
+        for cache in ("TCP", "sock_inode_cache", "filp", "dentry"):     # one each per end
+            assert 0.97 * 2 * n <= idle[cache][0] <= 1.01 * 2 * n, (cache, idle)
+        assert abs(closed["tw_sock_TCP"][0] / n - 1) <= 0.05 and closed["TCP"][0] <= -0.97 * 2 * n, closed
+        assert 0.85 <= t["meminfo_slab_per_end_bytes"] / pred["slab_per_end_bytes"] <= 1.1, t
+        # sockstat's TCP mem (kernel-wide, per-CPU reserves) agrees with the sockets' own pages
+        assert abs(t["tcp_mem_per_conn_bytes"] / t["charged_per_conn_bytes"] - 1) < 0.02, t
+        assert t["max_rmem_bytes"] > 65536 and t["max_charged_bytes"] % 4096 == 0, t
+        if "skbuff_small_head" in filled:           # a head per queued skb: 1 to 5 per connection
+            assert m <= filled["skbuff_small_head"][0] <= 5.5 * m, filled
+
 CHECKS = {name.removeprefix("check_"): fn for name, fn in globals().items()
           if name.startswith("check_")}
 

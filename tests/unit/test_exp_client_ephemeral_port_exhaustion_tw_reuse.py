@@ -34,7 +34,7 @@ def test_the_client_gets_the_range_and_its_reuse_setting(case, reuse):
     s = EXP.sysctls(params(case=case, ports_count=1000))
     assert s["h1"] == {"net.ipv4.ip_local_port_range": "32768 33767", "net.ipv4.tcp_tw_reuse": reuse,
                        "net.ipv4.tcp_rfc1337": "1"}   # no RST assassinates a TIME_WAIT
-    assert MOD.rate_per_s(params(ports_count=1000)) == 500.0      # 2 s to use the pool once
+    assert MOD.rate_per_s(1000) == 500.0      # 2 s to use the pool once
 
 
 def test_every_trial_has_destinations_of_its_own():

@@ -7,6 +7,7 @@ import pytest
 
 from support import kernel_facts
 from wirelab.errors import LabError
+from wirelab.lab import firewall
 from wirelab.run import catalog
 
 EXP = catalog.load("cwnd_response_to_loss")
@@ -64,5 +65,5 @@ def test_each_marker_is_dropped_once_and_sits_inside_its_segment():
     for segment, marker in MOD.DROPS.items():
         at = segment * MOD.MSS + MOD.MSS // 2
         assert at // MOD.MSS == (at + len(marker) - 1) // MOD.MSS == segment
-        rule = MOD._drop(marker)
+        rule = firewall.nth_drop(0, *firewall.carrying(marker, MOD.PORT))
         assert marker.decode() in rule and rule[-2:] == ("-j", "DROP") and "nth" in rule

@@ -1,9 +1,7 @@
 """[16] server_side_time_wait_accumulation: the count min(connections, cap) and the overflow
-past it, the slab object size read from /proc/slabinfo (or sysfs when merged), the servers'
-sysctls and one fresh server per trial.  No root."""
+past it, the slab metrics judged only where the kernel facts show tw_sock_TCP its own cache
+with SLUB's slack within the band, the servers' sysctls and one fresh server per trial.  No root."""
 from __future__ import annotations
-
-import pytest
 
 from support import kernel_facts
 from wirelab.run import catalog
@@ -11,78 +9,59 @@ from wirelab.run import catalog
 EXP = catalog.load("server_side_time_wait_accumulation")
 MOD = EXP.module
 
-SLABINFO = """slabinfo - version: 2.1
-# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables ...
-tw_sock_TCPv6          0      0    256   16    1 : tunables    0    0    0 : slabdata      0      0      0
-tw_sock_TCP           96    160    256   16    1 : tunables    0    0    0 : slabdata     10     10      0
-TCP                   65    117   2368   13    8 : tunables    0    0    0 : slabdata      9      9      0
-"""
-
 
 def params(**over) -> dict:
     return {p.name: p.parse(p.default) for p in EXP.PARAMS} | over
 
 
-@pytest.fixture
-def slab(tmp_path, monkeypatch):
-    """A kernel whose tw_sock_TCP cache is its own, 256 B objects (the 6.18 host's)."""
-    (tmp_path / "slabinfo").write_text(SLABINFO)
-    cache = tmp_path / "slab" / "tw_sock_TCP"
-    cache.mkdir(parents=True)
-    (cache / "aliases").write_text("0\n")
-    (cache / "slab_size").write_text("256\n")
-    (cache / "objs_per_slab").write_text("16\n")
-    (cache / "cpu_partial").write_text("52\n")
-    monkeypatch.setattr(MOD.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(MOD, "SLABINFO", tmp_path / "slabinfo")
-    monkeypatch.setattr(MOD, "SYS_SLAB", tmp_path / "slab")
-    return tmp_path
+def tw_facts(**over) -> dict:
+    """The 6.18 host's facts (tw_sock_TCP its own cache, 256 B slots, 256 objects of slack on
+    2 CPUs), with OVER in its tw_sock_TCP entry."""
+    k = kernel_facts()
+    k["slab"]["tw_sock_TCP"] |= over
+    return k
 
 
-def test_slabinfo_gives_active_objects_and_object_size():
-    info = MOD.parse_slabinfo(SLABINFO)
-    assert info["tw_sock_TCP"] == (96, 256) and info["TCP"] == (65, 2368)
-
-
-def test_under_the_cap_every_connection_leaves_one_time_wait(slab):
-    assert MOD.predict(params(connections_count=10000, tw_buckets_count=20000), kernel_facts()) == {
+def test_under_the_cap_every_connection_leaves_one_time_wait():
+    assert MOD.predict(params(connections_count=10000, tw_buckets_count=20000), tw_facts()) == {
         "time_wait_count": 10000.0, "overflow_count": 0.0, "failure_count": 0.0,
         "server_ports_count": 1.0, "tw_objects_ratio": 1.0, "tw_slab_bytes": 256.0}
 
 
-def test_past_the_cap_the_overflow_counter_takes_exactly_the_excess(slab):
-    p = MOD.predict(params(connections_count=10000, tw_buckets_count=300), kernel_facts())
+def test_past_the_cap_the_overflow_counter_takes_exactly_the_excess():
+    p = MOD.predict(params(connections_count=10000, tw_buckets_count=300), tw_facts())
     # too few TIME_WAIT sockets to see one object each through SLUB's per-CPU slack
     assert p == {"time_wait_count": 300.0, "overflow_count": 9700.0, "failure_count": 0.0,
                  "server_ports_count": 1.0}
     assert MOD.predict(params(connections_count=10000, tw_buckets_count=5000),
-                       kernel_facts())["overflow_count"] == 5000.0
+                       tw_facts())["overflow_count"] == 5000.0
 
 
-def test_slub_may_count_free_per_cpu_objects_as_in_use(slab):
-    # per CPU: its slab (16) and ceil(2 x 52 / 16) = 7 partial slabs of 16: 128 objects
-    assert MOD.tw_cache() == (256.0, 256.0)
-    # judged from 256 / 3% = 8,534 TIME_WAIT sockets on 2 CPUs, not from 8,533
-    judged = [c for c in (8533, 8534) if "tw_objects_ratio" in MOD.predict(
-        params(connections_count=20000, tw_buckets_count=c), kernel_facts())]
-    assert judged == [8534]
-    (slab / "slab" / "tw_sock_TCP" / "cpu_partial").write_text("0\n")
-    assert MOD.tw_cache() == (256.0, 32.0)        # no per-CPU partial slabs: one slab each
+def test_slub_may_count_free_per_cpu_objects_as_in_use():
+    def judged(facts, caps):
+        return [c for c in caps if "tw_objects_ratio" in MOD.predict(
+            params(connections_count=20000, tw_buckets_count=c), facts)]
+    # judged from 256 / 3% = 8,534 TIME_WAIT sockets (256 objects of slack), not from 8,533
+    assert judged(tw_facts(), (8533, 8534)) == [8534]
+    assert judged(tw_facts(slack_objects=32), (1066, 1067)) == [1067]      # no per-CPU partials
+    assert MOD.predict(params(), tw_facts(size_bytes=192))["tw_slab_bytes"] == 192.0
 
 
-def test_a_merged_cache_is_sized_from_sysfs_and_never_judged(slab):
-    (slab / "slabinfo").write_text(SLABINFO.replace("tw_sock_TCP ", "kmalloc-rnd-256 "))
-    (slab / "slab" / "tw_sock_TCP" / "aliases").write_text("3\n")
-    assert MOD.tw_cache() == (256.0, None)
-    p = MOD.predict(params(connections_count=10000, tw_buckets_count=20000), kernel_facts())
-    assert "tw_objects_ratio" not in p and "tw_slab_bytes" not in p
+def test_a_merged_cache_is_never_judged():
+    for facts in (tw_facts(own=False, row="kmalloc-rnd-256", slack_objects=None),
+                  tw_facts(own=False), tw_facts(slack_objects=None)):
+        p = MOD.predict(params(connections_count=10000, tw_buckets_count=20000), facts)
+        assert "tw_objects_ratio" not in p and "tw_slab_bytes" not in p
 
 
-def test_without_slab_files_nothing_about_slab_is_predicted(tmp_path, monkeypatch):
-    monkeypatch.setattr(MOD, "SLABINFO", tmp_path / "none")
-    monkeypatch.setattr(MOD, "SYS_SLAB", tmp_path / "none")
-    assert MOD.tw_cache() == (0.0, None)
-    assert "tw_slab_bytes" not in MOD.predict(params(), kernel_facts())
+def test_without_slab_facts_nothing_about_slab_is_predicted():
+    for slab in ({}, {"TCP": kernel_facts()["slab"]["TCP"]}):
+        p = MOD.predict(params(), kernel_facts() | {"slab": slab})
+        assert p == {"time_wait_count": 10000.0, "overflow_count": 0.0, "failure_count": 0.0,
+                     "server_ports_count": 1.0}
+    k = kernel_facts()
+    del k["slab"]
+    assert "tw_slab_bytes" not in MOD.predict(params(), k)
 
 
 def test_each_server_gets_the_cap_and_keeps_its_time_wait_from_rst():

@@ -28,8 +28,9 @@ def test_an_end_not_watched_is_not_judged():
     quick = MOD.predict(params(case="client_closes", watch_s=10), kernel_facts())
     assert "tw_lifetime_s" not in quick and quick["tw_timer_s"] == 60.0
     assert MOD.predict(params(case="orphan", fin_timeout_s=5, watch_s=10), kernel_facts()) == {
-        "fw2_lifetime_s": 5.0}
-    assert MOD.predict(params(case="orphan", fin_timeout_s=60, watch_s=10), kernel_facts()) == {}
+        "fw2_timer_s": 5.0, "fw2_lifetime_s": 5.0}
+    assert MOD.predict(params(case="orphan", fin_timeout_s=60, watch_s=10), kernel_facts()) == {
+        "fw2_timer_s": 60.0}
 
 
 @pytest.mark.parametrize("timeout_s, hz, late_s", [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wirelab.errors import LabError
-from wirelab.measure.critical_path import critical_path
+from wirelab.measure.critical_path import PathTime, critical_path
 from wirelab.measure.packets import Segment, connections, read_pcap_file
 from wirelab.measure.tap import Event, fetch_span
 from wirelab.measure.tls_records import first_app_data, tls_records
@@ -375,3 +375,8 @@ def test_processing_over_budget_excludes_the_trial_with_the_numbers():
     assert over_budget({"h9": 0.1}, {}, "x").startswith("x: h9 processed for 0.1 ms")   # no budget: 0
     assert exclusion("", "") == {}
     assert exclusion("resent: 1 segment", why) == {"excluded": "resent: 1 segment; " + why}
+
+
+def test_a_path_describes_itself_in_one_line_for_raw():
+    path = PathTime(span_ms=106.0, network_ms=100.0, compute_ms={"h1": 4.0, "h2": 2.0}, hops=5)
+    assert path.describe() == "span 106.000 ms: network 100.000, processing h1 4.000, h2 2.000\n"

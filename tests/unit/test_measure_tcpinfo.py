@@ -189,3 +189,12 @@ def test_option_numbers_match_pythons_socket_module():
     assert tcpinfo.TCP_INFO == socket.TCP_INFO
     assert tcpinfo.TCP_CONGESTION == socket.TCP_CONGESTION
     assert tcpinfo.TCP_MAXSEG == socket.TCP_MAXSEG
+
+
+def test_episodes_are_the_runs_of_samples_in_one_state():
+    states = [0, 3, 3, 0, 1, 3, 4, 4, 0, 3]
+    samples = [{"ca_state": s} for s in states]
+    assert tcpinfo.episodes(samples, tcpinfo.CA_RECOVERY) == [(1, 3), (5, 6), (9, 10)]
+    assert tcpinfo.episodes(samples, tcpinfo.CA_LOSS) == [(6, 8)]
+    assert tcpinfo.episodes(samples, tcpinfo.CA_CWR) == [] and tcpinfo.episodes([], 0) == []
+    assert (tcpinfo.CA_OPEN, tcpinfo.CA_DISORDER, tcpinfo.CA_LOSS) == (0, 1, 4)

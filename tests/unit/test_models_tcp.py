@@ -11,6 +11,7 @@ from wirelab.models.tcp import (
     Receiver,
     formula_rounds,
     grown_cwnd,
+    locked_window,
     mss_eff,
     mss_from_kernel,
     receiver_from_kernel,
@@ -244,3 +245,21 @@ class TestRestart:
         assert restart_cwnd(776, 5050, 260, enabled=True) == 10
         assert restart_cwnd(12, 5050, 260, enabled=True) == 10      # 12 -> 6, lifted to IW
         assert restart_cwnd(6, 5050, 260, enabled=True) == 6        # min(IW, cwnd)
+
+
+@pytest.mark.parametrize("so_rcvbuf, rmem_max, window", [
+    (16384, 212992, 10 * 1448),             # 16384 - 1448 = 14936: no scale, whole segments
+    (65536, 212992, 65536 - 1448),          # 64 KiB: scale 1, the clamp rounded up to 2 B
+    (262144, 212992, 212992 - 1448),        # rmem_max caps the buffer
+    (262144, 16 << 20, 262144 - 1448),
+])
+def test_a_locked_buffer_offers_its_size_less_one_segment(so_rcvbuf, rmem_max, window):
+    kernel = kernel_facts(release="6.1.0") | {"global": {"net.core.rmem_max": str(rmem_max)}}
+    assert locked_window(so_rcvbuf, kernel, 1448) == window
+    assert locked_window(16384, kernel_facts(release="6.1.0") | {"global": {}}, 1448) == 10 * 1448
+
+
+def test_the_locked_window_rule_is_6_1s():
+    from wirelab.models.releases import ModelOutOfRange
+    with pytest.raises(ModelOutOfRange, match="6.6"):
+        locked_window(65536, kernel_facts(release="6.6.1"), 1448)

@@ -26,7 +26,8 @@ KIND = {"tcp_handshake_one_rtt": Sweep, "tls_handshake_rtts": Bars,
         "reachability_tools_ping_vs_tcp_refused_vs_drop": Bars, "cwnd_response_to_loss": Bars,
         "flow_control_rwnd_bdp_and_buffer_sysctls": Bars,
         "client_ephemeral_port_exhaustion_tw_reuse": Bars, "accept_backlog_overflow": Bars,
-        "server_side_time_wait_accumulation": Bars}
+        "server_side_time_wait_accumulation": Bars, "socket_memory_per_connection": Bars,
+        "time_wait_duration_and_fin_timeout": Bars, "connection_capacity_fd_and_4tuple": Bars}
 
 
 def stored(exp_id: str):

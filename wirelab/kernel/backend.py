@@ -125,9 +125,11 @@ class HostLock:
 
 
 def run_in_uml(argv: list[str], timeout_s: float | None = None,
-               read_paths: list[str] | None = None) -> uml.UmlResult:
+               read_paths: list[str] | None = None,
+               stdout_fd: int | None = None) -> uml.UmlResult:
     """Re-run our own command line inside a UML guest; return how it ended (its exit
-    code, and the lines it left for the host, e.g. run directories to plot).
+    code, and the lines it left for the host, e.g. run directories to plot).  STDOUT_FD:
+    where the guest's stdout goes (default: ours).
 
     The UML guest is listed in a ledger while it runs (``wirelab clean`` kills
     it if we are SIGKILLed and PR_SET_PDEATHSIG somehow did not)."""
@@ -143,7 +145,7 @@ def run_in_uml(argv: list[str], timeout_s: float | None = None,
         ledger.add(item)
     try:
         result = uml.run(guest_argv(argv), timeout_s=timeout_s, on_start=on_start,
-                         read_paths=read_paths)
+                         read_paths=read_paths, stdout_fd=stdout_fd)
     finally:
         ledger.remove(item)
         ledger.close()

@@ -1,6 +1,9 @@
 """What a prediction may read about the kernel that runs the lab: its release, its tick
 (HZ), the effective sysctls inside a lab namespace, and the kernel-wide ones.
 
+It also gives the slab caches a connection allocates: their slot sizes and how SLUB
+merged them (wirelab.measure.slab), read where the lab runs (/proc/slabinfo is root's).
+
 Predictions are functions of these facts, read at run time and recorded in the run's
 manifest; nothing a model needs is assumed where the kernel can say it.
 """
@@ -16,7 +19,7 @@ from functools import lru_cache
 
 from wirelab.lab import netns
 from wirelab.lab.sysctl import read_global, sysctl_path
-from wirelab.measure import tcpinfo
+from wirelab.measure import slab, tcpinfo
 
 #: Read in a lab namespace and recorded, whatever the experiment sets.
 RECORDED_SYSCTLS = (
@@ -34,6 +37,11 @@ RECORDED_SYSCTLS = (
 #: Kernel-wide (not per namespace): read once, in the lab process's own namespace.
 GLOBAL_SYSCTLS = ("net.core.rmem_max", "net.core.wmem_max", "net.core.somaxconn")
 TIMER_LIST = "/proc/timer_list"
+#: Slab caches recorded (kernel["slab"]): what a TCP socket end, its file, its port, its skbs
+#: and its TIME_WAIT allocate.  A cache the kernel lacks is absent.
+SLAB_CACHES = ("TCP", "sock_inode_cache", "filp", "dentry", "lsm_inode_cache", "lsm_file_cache",
+               "tcp_bind_bucket", "tcp_bind2_bucket", "skbuff_head_cache", "skbuff_small_head",
+               "tw_sock_TCP")
 
 
 SIOCGIFMTU = 0x8921
@@ -42,7 +50,8 @@ SIOCGIFMTU = 0x8921
 def read(ns: str) -> dict:
     """The facts a prediction reads, with the sysctls as seen inside namespace NS, the
     MTU of its first interface, and what a loopback connection there shows of TCP's
-    constants: the initial congestion window and the minimum RTO."""
+    constants: the initial congestion window and the minimum RTO; and the SLAB_CACHES
+    (slab.caches: {} where /proc/slabinfo is unreadable)."""
     sysctls = {}
     with netns.entered(ns):
         for name in RECORDED_SYSCTLS:
@@ -59,7 +68,7 @@ def read(ns: str) -> dict:
             continue
     hz = tick()["hz"]
     out = {"release": os.uname().release, "hz": hz, "sysctls": sysctls, "global": glob,
-           "mtu": mtu, "iw_segs": probe["iw_segs"]}
+           "mtu": mtu, "iw_segs": probe["iw_segs"], "slab": slab.caches(SLAB_CACHES)}
     if hz:
         # icsk_rto = ceil((srtt + rto_min) / tick) ticks with 0 < srtt << tick on loopback:
         # the minimum RTO is the RTO less one tick.

@@ -9,6 +9,7 @@ A sysctl this kernel does not have is left out (and the lab records what it set)
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 #: Linux's defaults for the knobs the course's claims depend on.
@@ -68,3 +69,39 @@ def read_root(name: str) -> str | None:
 
 def write_root(name: str, value: str) -> None:
     sysctl_path(name).write_text(value)
+
+
+def fresh_value(name: str, kernel_wide: bool = False) -> str | None:
+    """What this kernel gives NAME by default: its value in a brand-new namespace (a lab
+    host's starting point before the baseline), or for a kernel-wide sysctl its current
+    value; None when the kernel has no such sysctl."""
+    from wirelab.lab import netns
+    try:
+        if kernel_wide:
+            return read_global(name)
+        with netns.throwaway():
+            return sysctl_path(name).read_text().strip()
+    except OSError:
+        return None
+
+
+def overlay(base: dict[str, dict[str, str]], extra: dict[str, dict[str, str]]
+            ) -> dict[str, dict[str, str]]:
+    """BASE (an experiment's {node or "*" or "kernel": {sysctl: value}}) with EXTRA on top:
+    a value for "*" also replaces what the experiment set for a named host, so what the
+    user asked for is what every host gets.  The value "default" means the kernel's own
+    default (Linux's baseline, else a fresh namespace's value); a sysctl this kernel
+    lacks is an EnvironmentProblem naming it."""
+    from wirelab.errors import EnvironmentProblem
+    out = {node: dict(values) for node, values in base.items()}
+    for node, values in extra.items():
+        for name, value in values.items():
+            have = fresh_value(name, kernel_wide=node == "kernel")
+            if have is None:
+                raise EnvironmentProblem(f"this kernel ({os.uname().release}) has no sysctl {name}")
+            if value == "default":
+                value = (BASELINE.get(name) if node != "kernel" else None) or have
+            targets = [n for n in out if n not in ("*", "kernel") and name in out[n]] if node == "*" else []
+            for target in [node, *targets]:
+                out.setdefault(target, {})[name] = str(value)
+    return out

@@ -67,6 +67,11 @@ class PathTime:
     def total_compute_ms(self) -> float:
         return sum(self.compute_ms.values())
 
+    def describe(self) -> str:
+        """One line for raw/: the span, its network time and each node's processing."""
+        return (f"span {self.span_ms:.3f} ms: network {self.network_ms:.3f}, processing "
+                + ", ".join(f"{n} {ms:.3f}" for n, ms in self.compute_ms.items()) + "\n")
+
 
 def _key(s: Segment) -> tuple:
     return (s.proto, s.src, s.sport, s.dst, s.dport)

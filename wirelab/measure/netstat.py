@@ -10,7 +10,12 @@ pairs of lines, a header and its values, per group::
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
 from wirelab.lab import netns
+
+T = TypeVar("T")
 
 NETSTAT = "/proc/thread-self/net/netstat"
 
@@ -57,3 +62,13 @@ def read_counters(ns: str, group: str, names) -> dict[str, int]:
         with open(NETSTAT) as f:
             text = f.read()
     return {n: counter(text, group, n) for n in names}
+
+
+def counted(ns: str, group: str, names: Iterable[str], action: Callable[[], T]) -> tuple[T, dict[str, int]]:
+    """Call ACTION() between two reads of GROUP's counters NAMES in namespace NS: (what it
+    returned, {name: how much it grew})."""
+    names = tuple(names)
+    before = read_counters(ns, group, names)
+    got = action()
+    after = read_counters(ns, group, names)
+    return got, {n: after[n] - before[n] for n in names}

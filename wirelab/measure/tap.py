@@ -111,6 +111,16 @@ class Tap:
         self.close()
 
 
+def open_taps(lab, *names: str, icmp: bool = False) -> dict[str, Tap]:
+    """{name: a Tap} on each of the lab's nodes NAMES (ICMP as for :class:`Tap`), each
+    closed by the lab's undo stack."""
+    taps = {}
+    for name in names:
+        taps[name] = Tap(lab[name], icmp=icmp)
+        lab.undo.push(f"close the packet tap on {name}", taps[name].close)
+    return taps
+
+
 def fetch_span(events: list[Event], server_port: int, min_bytes: int) -> dict:
     """A client's batch of fetches as its own interface saw it: from its
     first SYN to SERVER_PORT to the last payload that arrived from that port
@@ -152,9 +162,10 @@ def exchange_span(events: list[Event], server_port: int) -> tuple[Event, Event]:
     return sent[0], back[-1]
 
 
-def timeline(events: list[Event], t0: float | None = None) -> str:
+def timeline(events: list[Event], t0: float | None = None, windows: bool = False) -> str:
     """One line per packet, for raw/: ms since T0, direction, addresses,
-    TCP flags and payload length."""
+    TCP flags and payload length (WINDOWS: then the window field and the sequence
+    number)."""
     if not events:
         return ""
     t0 = events[0].ts if t0 is None else t0
@@ -164,7 +175,8 @@ def timeline(events: list[Event], t0: float | None = None) -> str:
         s = e.seg
         flags = "".join(n for i, n in enumerate(names) if s.flags & (1 << i)) if s.proto == 6 else "udp"
         lines.append(f"{(e.ts - t0) * 1e3:10.3f} {'>' if e.out else '<'} {s.src}:{s.sport} "
-                     f"{s.dst}:{s.dport} {flags or '.'} {len(s.payload)}")
+                     f"{s.dst}:{s.dport} {flags or '.'} {len(s.payload)}"
+                     + (f" win={s.window} seq={s.seq}" if windows else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -243,6 +255,37 @@ def zero_window_probes(events: list[Event], port: int) -> tuple[float, list[floa
     armed = max(e.ts for e in mine if not e.out and e.ts < probes[0])
     answers = [next((e.ts for e in mine if not e.out and e.ts > p), math.inf) for p in probes]
     return armed, probes, answers
+
+
+@dataclass(frozen=True)
+class PersistSchedule:
+    """A sender's zero-window probes (:func:`zero_window_probes`: the packet that armed
+    the probe timer, the probes, each one's answer) and the RTO its TCP_INFO reported
+    while the window was zero, the unit the probe timer counts in."""
+    armed: float
+    probes: list[float]
+    answers: list[float]
+    rto_s: float
+
+    @property
+    def first_probe_rto(self) -> float:
+        """From the packet that left nothing in flight to the first probe, in RTOs."""
+        return (self.probes[0] - self.armed) / self.rto_s
+
+    @property
+    def backoff_rto(self) -> float:
+        """From the first probe's answer to the second probe, in RTOs."""
+        return (self.probes[1] - self.answers[0]) / self.rto_s
+
+
+def persist_schedule(events: list[Event], samples: list[dict], port: int) -> PersistSchedule:
+    """The probe schedule at a sender (EVENTS: its tap) whose peer shut its window, with
+    the RTO from its TCP_INFO SAMPLES over the same time (the first with snd_wnd 0)."""
+    armed, probes, answers = zero_window_probes(events, port)
+    shut = [s["rto"] for s in samples if s["snd_wnd"] == 0]
+    if not shut:
+        raise LabError("TCP_INFO never showed the zero window")
+    return PersistSchedule(armed, probes, answers, shut[0] / 1e6)
 
 
 def answered_ms(events: list[Event], syns: list[Event]) -> float | None:

@@ -64,6 +64,9 @@ del _off, _name, _fmt
 #: Minimum bytes for a useful answer: everything up to snd_cwnd inclusive.
 MIN_SIZE = OFFSETS["snd_cwnd"] + 4
 
+#: ``ca_state`` values (enum tcp_ca_state, include/net/tcp.h), in rising order of trouble.
+CA_OPEN, CA_DISORDER, CA_CWR, CA_RECOVERY, CA_LOSS = range(5)
+
 
 class TcpInfoError(ValueError):
     """The bytes are too short to hold the fields we rely on."""
@@ -142,3 +145,18 @@ def maxseg(sock: socket.socket) -> int:
     """TCP_MAXSEG of a connected socket: the current send MSS (mss_cache), in
     bytes, i.e. MSS minus the options every segment carries (timestamps)."""
     return sock.getsockopt(socket.IPPROTO_TCP, TCP_MAXSEG)
+
+
+def episodes(samples: list[dict], ca_state: int) -> list[tuple[int, int]]:
+    """The runs of consecutive SAMPLES (TCP_INFO dicts, oldest first) in CA_STATE, as
+    (index of the first, index after the last): each fast recovery or loss episode a
+    sampled trace caught."""
+    runs: list[tuple[int, int]] = []
+    for i, s in enumerate(samples):
+        if s["ca_state"] != ca_state:
+            continue
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs

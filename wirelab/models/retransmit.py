@@ -43,11 +43,16 @@ def linear_timeouts(kernel: dict) -> int:
     6.5+ kernel whose facts lack it is refused rather than guessed."""
     value = kernel.get("sysctls", {}).get("net.ipv4.tcp_syn_linear_timeouts")
     if value is not None:
+        releases.used("the SYN schedule", f"the rule of kernels 6.5 and later: {int(value)} "
+                      f"linear 1 s waits (tcp_syn_linear_timeouts), then doubling "
+                      f"({kernel.get('release')})")
         return int(value)
     if releases.version(kernel) >= LINEAR_TIMEOUTS_SINCE:
         raise releases.ModelOutOfRange(
             f"kernel {kernel.get('release')} has tcp_syn_linear_timeouts (6.5+) but the lab "
             "did not read it")
+    releases.used("the SYN schedule", "the rule of kernels before 6.5: doubling from 1 s, no "
+                  f"linear waits ({kernel.get('release')})")
     return 0
 
 

@@ -356,6 +356,27 @@ def receiver_from_kernel(kernel: dict, initrwnd_segs: int = 0) -> Receiver:
         window_scaling=sysctl_ints(kernel, "net.ipv4.tcp_window_scaling")[0] == 1)
 
 
+#: net.core.rmem_max when the kernel facts do not say (the default on 6.1)
+RMEM_MAX_DEFAULT = 212992
+
+
+def locked_window(so_rcvbuf: int, kernel: dict, mss_bytes: int) -> int:
+    """The window a receiver advertises whose listening socket set SO_RCVBUF = X before
+    listen() (accepted sockets inherit it; autotuning off), by the 6.1 rules: the buffer
+    2 min(X, rmem_max), half of it offered (tcp_adv_win_scale 1), less one segment that
+    tcp_init_buffer_space() reserves ("force reservation of one segment": window_clamp =
+    full space - advmss)."""
+    releases.require(kernel, "the SO_RCVBUF window (tcp_adv_win_scale)", before=(6, 6))
+    full = min(so_rcvbuf, int(kernel.get("global", {}).get("net.core.rmem_max", RMEM_MAX_DEFAULT)))
+    clamp = full - mss_bytes
+    # the window scale a locked buffer asks for (tcp_select_initial_window, the clamp being
+    # the full space): none below 64 KiB, and then the window is whole segments
+    wscale = min(max(full.bit_length() - 1 - 15, 0), TCP_MAX_WSCALE)
+    if wscale == 0:
+        return clamp // mss_bytes * mss_bytes
+    return -(-clamp // (1 << wscale)) << wscale
+
+
 def round_note(size_bytes: int, iw_segs: int, mss_bytes: int, rtt_ms: float,
                predicted_ms: float, measured_ms: float | None) -> str:
     """A point's note: the formula's k, whether the window model adds rounds, and how

@@ -1,7 +1,8 @@
 """A one-way byte stream in-process: a reader that records its progress (and may stop
 reading for a while, to close its window) and a sender that writes for a fixed time while
-a second thread samples its TCP_INFO.  Used by flow control ([09]); no program is started,
-so a trial costs no process start inside UML."""
+a second thread samples its TCP_INFO (flow control, [09]); a server that sends a fixed
+body on each connection and a client that reads it all (loss recovery, [08]).  No program
+is started, so a trial costs no process start inside UML."""
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +12,7 @@ import time
 
 from wirelab.errors import LabError
 from wirelab.measure import tcpinfo
-from wirelab.peers.listener import Listener
+from wirelab.peers.listener import Listener, recv_into_exact
 
 READ_CHUNK_BYTES = 1 << 20
 
@@ -23,7 +24,7 @@ class Reader(Listener):
     s, for s) stop reading once AFTER seconds have passed since the first byte."""
 
     def __init__(self, node, port: int, rcvbuf: int = 0, pause: tuple[float, float] | None = None):
-        self.pause = pause
+        self.pause, self.addr = pause, (node.ip(), port)
         self.progress: list[tuple[float, int]] = []
         self.done = threading.Event()
 
@@ -59,9 +60,8 @@ class Reader(Listener):
         return (prog[-1][1] - mid[1]) * 8 / (prog[-1][0] - mid[0]) / 1e6
 
 
-def send_for(node, addr: str, port: int, seconds: float, reader: Reader,
-             sample_s: float = 0.02) -> list[dict]:
-    """Connect from NODE and write for SECONDS, then close and wait for READER to see
+def send_for(node, reader: Reader, seconds: float, sample_s: float = 0.02) -> list[dict]:
+    """Connect from NODE to READER and write for SECONDS, then close and wait for it to see
     the end.  Returns TCP_INFO every SAMPLE_S, read by a second thread (send() blocks while
     the peer's window is shut)."""
     sock, samples, done = node.socket(), [], threading.Event()
@@ -75,7 +75,7 @@ def send_for(node, addr: str, port: int, seconds: float, reader: Reader,
     sampler = threading.Thread(target=sample, daemon=True)
     try:
         sock.settimeout(30)
-        sock.connect((addr, port))
+        sock.connect(reader.addr)
         sampler.start()
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
@@ -88,3 +88,32 @@ def send_for(node, addr: str, port: int, seconds: float, reader: Reader,
     if not reader.done.wait(30):
         raise LabError("the reader did not see the end of the stream")
     return samples
+
+
+class Sender(Listener):
+    """Sends BODY on every connection and waits for the client to close: a FIN of its own
+    after the body would be ACKed (SACKed) and turn a lost tail into a fast retransmit."""
+
+    def __init__(self, node, port: int, body: bytes):
+        self.body = body
+        super().__init__(node, port, name="sender")
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.settimeout(30)
+        with contextlib.suppress(OSError):      # the client reports a short body
+            conn.sendall(self.body)
+            conn.recv(1)
+
+
+def receive(node, addr: str, port: int, size: int, timeout_s: float = 30.0) -> None:
+    """Connect from NODE to a :class:`Sender` at ADDR:PORT, read its SIZE bytes and close;
+    LabError if the body was cut short."""
+    sock = node.socket()
+    try:
+        sock.settimeout(timeout_s)
+        sock.connect((addr, port))
+        buf = bytearray(size)
+        if recv_into_exact(sock, memoryview(buf)) != len(buf):
+            raise LabError("the response was cut short")
+    finally:
+        sock.close()

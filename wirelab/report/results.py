@@ -135,6 +135,10 @@ def read_run(run_dir: str | Path) -> Run:
         manifest = json.loads(mpath.read_text())
     except ValueError as e:
         raise BadInput(f"{mpath} is not valid JSON: {e}") from None
+    if manifest.get("kind") == "across kernels":
+        subs = ", ".join(f"{k['dir']}/" for k in manifest.get("kernels", []) if k.get("dir"))
+        raise BadInput(f"{run_dir} holds one run per kernel ({subs or 'none finished'}): "
+                       f"show or plot one of those; its summary.md compares them")
     version = manifest.get("schema_version")
     if version not in READABLE_VERSIONS:
         raise BadInput(f"{run_dir}: results schema version {version!r}; this wirelab reads "

@@ -36,8 +36,11 @@ def summary_markdown(exp: Experiment, manifest: dict, pts: list[dict]) -> str:
         f"{', ' + manifest['backend_reason'] if manifest.get('backend_reason') else ''})",
         f"- Run: {manifest.get('started', '?')} to {manifest.get('ended', '?')}, "
         f"{manifest.get('repeats', '?')} trials per point, status {manifest.get('status')}",
-        "",
     ]
+    rules = list(dict.fromkeys(r for p in manifest.get("points", []) for r in p.get("rules", [])))
+    if rules:
+        lines.append("- Prediction rules used: " + "; ".join(rules))
+    lines.append("")
     metrics = judged + reported
     header = ["point", *exp.params, *[f"{m} predicted" for m in metrics],
               *[f"{m} median [p10, p90]" + (" (reported)" if m in reported else "")

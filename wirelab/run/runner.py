@@ -18,7 +18,9 @@ from pathlib import Path
 from wirelab import settings
 from wirelab.errors import BadInput, LabError
 from wirelab.kernel import facts, probe, uml
+from wirelab.lab import sysctl
 from wirelab.lab.net import Lab
+from wirelab.models import releases
 from wirelab.report import analysis, results
 from wirelab.report.summary import summary_markdown
 from wirelab.run.progress import Progress
@@ -84,7 +86,8 @@ def _check_prediction(exp: Experiment, predicted: dict) -> None:
 
 def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int | None = None,
         seed: int | None = None, backend: str = "host", backend_reason: str = "",
-        results_root: Path | None = None, progress_stream=None) -> RunOutcome:
+        results_root: Path | None = None, progress_stream=None,
+        extra_sysctls: dict[str, dict[str, str]] | None = None) -> RunOutcome:
     # 1. Validate everything before anything is created.
     grid = exp.grid(overrides, quick)
     n = exp.repeats(repeats, quick)
@@ -94,6 +97,11 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
         except (TypeError, ValueError) as e:
             raise BadInput(f"{exp.id}: topology {exp.TOPOLOGY.__name__} refuses {params}: "
                            f"{e}") from e
+    hosts = {n for n in exp.topology(grid[0]).nodes()} | {"*", "kernel"}
+    for node in extra_sysctls or {}:
+        if node not in hosts:
+            raise BadInput(f"--sysctl {node}:...: {exp.TOPOLOGY.__name__} has no host {node!r} "
+                           f"(it has {', '.join(sorted(hosts - {'*', 'kernel'}))})")
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
     random.seed(seed)
 
@@ -103,7 +111,8 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
         "source": str(getattr(exp.module, "__file__", "")),
         "parameters": {p.name: {"default": p.default, "min": p.min, "max": p.max,
                                 "help": p.help} for p in exp.PARAMS},
-        "overrides": overrides, "quick": quick, "grid": grid, "repeats": n, "seed": seed,
+        "overrides": overrides, "extra_sysctls": extra_sysctls or {}, "quick": quick,
+        "grid": grid, "repeats": n, "seed": seed,
         "metrics": {m.name: {"help": m.help, "judged": m.judged, "per_point": m.per_point}
                     for m in exp.metrics},
         "x": exp.X, "tolerance": exp.describe_tolerance(),
@@ -121,9 +130,11 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
     prog = Progress(len(grid), n, progress_stream)
     try:
         for i, params in enumerate(grid):
-            with Lab(exp.topology(params), sysctls=exp.sysctls(params)) as lab:
+            wanted = sysctl.overlay(exp.sysctls(params), extra_sysctls or {})
+            with Lab(exp.topology(params), sysctls=wanted) as lab:
                 kernel = facts.read(lab.hosts()[0].ns)
-                predicted = exp.predict(params, kernel)
+                with releases.recording() as rules:     # which release's rule it used
+                    predicted = exp.predict(params, kernel)
                 _check_prediction(exp, predicted)
                 ctx = TrialContext(raw=RawWriter(run_dir, i), point=i, params=params,
                                    kernel=kernel, predicted=predicted, seed=seed)
@@ -168,6 +179,7 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
                     "point": i, "params": params, "predicted": predicted,
                     "lab": lab.describe(), "build_s": round(lab.build_s, 4),
                     "effective_sysctls": lab.effective_sysctls(), "kernel_facts": kernel,
+                    "rules": rules,
                 })
             results.write_trials(run_dir, columns, rows)
             results.write_samples(run_dir, samples)

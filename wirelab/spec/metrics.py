@@ -23,12 +23,15 @@ class Metric:
     REPORTED for a figure that is recorded and shown but never decides a verdict.
     PER_POINT metrics are measured once per grid point (``ctx.measure_point``), not
     per trial, so their n is what was measured.  PLOT: drawn in the claim's figure
-    (diagnostics stay in trials.csv and summary.md)."""
+    (diagnostics stay in trials.csv and summary.md).  FULL_ONLY: only the full grid can
+    measure it (a state that lasts longer than a quick run may: TIME_WAIT's 60 s); the
+    quick grid never predicts it, the full grid must."""
     name: str
     help: str
     band: Tolerance | _Reported
     per_point: bool = False
     plot: bool = True
+    full_only: bool = False
 
     def __post_init__(self):
         if not isinstance(self.band, (Tolerance, _Reported)):

@@ -5,7 +5,7 @@
 VENV := .venv
 PROVISION := bash scripts/provision.sh
 
-.PHONY: setup setup-test demo test test-unit lint bench clean docs gallery
+.PHONY: setup setup-test demo test test-unit test-debian13 lint bench clean docs gallery
 
 setup:
 	$(PROVISION)
@@ -20,13 +20,23 @@ demo: setup
 	$(VENV)/bin/wirelab run tcp_handshake
 	$(VENV)/bin/wirelab run url_journey --quick || [ $$? -eq 1 ]
 
-# Lint and types first (seconds), then every test: unit (no root), lab and platform.
+# Lint and types first (seconds), then every test: unit (no root), lab and platform; then
+# the Debian 13 lane.
 test: setup-test lint
 	$(VENV)/bin/python -m pytest -ra tests
+	$(DEBIAN13_LANE)
 
 # The root-free lane: unit tests only, under a minute.
 test-unit: setup-test lint
 	$(VENV)/bin/python -m pytest -ra -m "not lab" tests
+
+# The Debian 13 lane (root): in a debootstrap'd Debian 13 root cached outside the clone
+# (WIRELAB_DEBIAN13_ROOT, default /var/cache/wirelab/debian13-root), provisioning, the unit
+# tests under Python 3.13 and `wirelab run pooling --quick` on Debian 13's UML 6.12.
+DEBIAN13_LANE := bash scripts/debian13-root.sh
+
+test-debian13: setup-test
+	$(DEBIAN13_LANE)
 
 lint: setup-test
 	$(VENV)/bin/ruff check wirelab experiments topologies controllers tests benchmarks

@@ -138,10 +138,15 @@ def prepare(lab, params: dict, ctx) -> SimpleNamespace:
 
 def trial(lab, params: dict, ctx) -> dict:
     st, n, h1, h2 = ctx.state, ctx.state.n, lab["h1"].ns, lab["h2"].ns
-    last = None                         # the last trial's inodes go after an RCU grace period:
-    for _ in range(25):                 # wait (<= 5 s) until the socket caches stop shrinking
+    # The last trial's inodes go after an RCU grace period, and a lab torn down just before
+    # (its namespaces are cleaned up asynchronously) keeps freeing dentries: wait (<= 10 s)
+    # until the socket caches hold still, within 0.05% of what N ends cost, twice running.
+    last, still = None, 0
+    for _ in range(50):
         now = grown(dict.fromkeys(st.socket_rows, (0, 0)), slab.read(), st.socket_rows)
-        if last is not None and abs(now - last) < 0.004 * n * ctx.predicted["slab_per_end_bytes"]:
+        still = still + 1 if last is not None and abs(now - last) < 0.0005 * n * ctx.predicted[
+            "slab_per_end_bytes"] else 0
+        if still >= 2:
             break
         last = now
         time.sleep(0.2)

@@ -9,6 +9,8 @@ import pytest
 
 from support import wirelab
 
+pytestmark = pytest.mark.lab  # runs `wirelab tune --quick`: real labs, root, minutes
+
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):

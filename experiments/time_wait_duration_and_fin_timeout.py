@@ -3,8 +3,7 @@ connection in TIME_WAIT, and what tcp_fin_timeout bounds instead.
 
 Client h1 makes CONNS connections to server h2 and one side closes first:
 
-    client_closes   the client closes, the server closes on its EOF: the client holds the
-                    TIME_WAIT
+    client_closes   the client closes, the server on its EOF: the client holds TIME_WAIT
     server_closes   the server closes at once, the client on its EOF: the server holds it
     orphan          the client closes and the server never does: the client's socket,
                     closed by its program (an orphan), waits in FIN_WAIT_2
@@ -20,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import time
 
 from wirelab.errors import LabError
@@ -53,11 +53,12 @@ REPEATS = 2
 QUICK_REPEATS = 2
 TIME_WAIT_S, POLL_S = 60.0, 0.05            # TCP_TIMEWAIT_LEN (include/net/tcp.h)
 _LATE = Tolerance(abs=2 * POLL_S, rel=8 / 63, below=0.02)       # the timer wheel's rounding
-_ARMED = Tolerance(abs=0.05, rel=0.0, below=0.02)               # 10 ms resolution, read after close
+_ARMED = Tolerance(abs=0.05, rel=0.0, below=0.02)               # 10 ms resolution, read after
 _EXACT = Tolerance(abs=0.0, rel=0.0, symmetric=True)
 METRICS = [
     Metric("tw_timer_s", "the TIME_WAIT timer as armed: age at reading + time left", _ARMED),
-    Metric("tw_lifetime_s", "from close() until the TIME_WAIT socket was gone", _LATE, full_only=True),
+    Metric("tw_lifetime_s", "from the peer's FIN until the TIME_WAIT socket was gone", _LATE,
+           full_only=True),
     Metric("fw2_timer_s", "the orphaned FIN_WAIT_2's timer as armed", _ARMED),
     Metric("fw2_lifetime_s", "from close() until the orphaned FIN_WAIT_2 socket was gone", _LATE),
     Metric("closer_tw_count", "TIME_WAIT sockets on the side that closed first", _EXACT, plot=False),
@@ -67,16 +68,15 @@ X = "case"
 FIGURE = Bars("How long does a closed connection linger?", (
     ("TIME_WAIT timer", "tw_timer_s"), ("TIME_WAIT observed", "tw_lifetime_s"),
     ("FIN_WAIT_2 timer", "fw2_timer_s"), ("FIN_WAIT_2 observed", "fw2_lifetime_s")),
-    x="case", unit="s", ylabel="seconds after close()",
+    x="case", unit="s", ylabel="seconds after the state began",
     labels={"client_closes": "client closes first", "server_closes": "server closes first",
             "orphan": "server never closes"})
-PORT = 7400
-STATES = {"05": "FIN_WAIT2", "06": "TIME_WAIT"}
+PORT, STATES = 7400, {"05": "FIN_WAIT2", "06": "TIME_WAIT"}
 
 
-def lab_sysctls(params: dict) -> dict:
-    fin = {"net.ipv4.tcp_fin_timeout": str(int(params["fin_timeout_s"]))}
-    return {"h1": dict(fin), "h2": dict(fin)}
+def lab_sysctls(params: dict) -> dict:     # rfc1337: no late RST ends a TIME_WAIT early ([15])
+    both = {"net.ipv4.tcp_fin_timeout": str(int(params["fin_timeout_s"])), "net.ipv4.tcp_rfc1337": "1"}
+    return {"h1": dict(both), "h2": dict(both)}
 
 
 def wheel_late_s(timeout_s: float, hz: int) -> float:
@@ -119,12 +119,13 @@ class _Server(Listener):
             if self.case == "orphan":
                 self.kept.append(conn)
                 continue
-            if self.case == "client_closes":
-                with contextlib.suppress(OSError):
-                    conn.recv(1)
             peer = conn.getpeername()[1]
+            with contextlib.suppress(OSError):
+                if self.case == "server_closes":    # FIN first, then wait for the client's
+                    conn.shutdown(socket.SHUT_WR)
+                conn.recv(1)                        # EOF: the client's FIN arrived
+            self.closed_at[peer] = time.perf_counter()  # server_closes: its TIME_WAIT began
             conn.close()
-            self.closed_at[peer] = time.perf_counter()
 
 
 def sockets(node, port: int) -> dict[tuple[int, int], tuple[str, float]]:
@@ -149,16 +150,19 @@ def prepare(lab, params: dict, ctx) -> None:
 
 
 def _connect_all(lab, port: int, n: int, case: str) -> dict[int, float]:
-    """N connections, each closed as CASE says: {client port: when the client closed it}."""
-    closed = {}
+    """N connections closed as CASE says: {client port: when its state began}.  TIME_WAIT
+    begins when the peer's FIN arrives (the first closer waits for it), not at close()."""
+    began = {}
     for _ in range(n):
         with lab["h1"].socket() as s:
             s.settimeout(5)
             s.connect((lab["h2"].ip(), port))
-            if case == "server_closes" and s.recv(1) != b"":
+            if case == "client_closes":
+                s.shutdown(socket.SHUT_WR)
+            if case != "orphan" and s.recv(1) != b"":
                 raise LabError("the server sent data instead of closing")
-            closed[s.getsockname()[1]] = time.perf_counter()
-    return closed
+            began[s.getsockname()[1]] = time.perf_counter()
+    return began
 
 
 def trial(lab, params: dict, ctx) -> dict:

@@ -20,8 +20,6 @@ server answers with RST and the RST kills the TIME_WAIT (RFC 1337's "assassinati
 """
 from __future__ import annotations
 
-import time
-
 from wirelab.measure import proc_tcp
 from wirelab.peers import churn
 from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
@@ -113,8 +111,8 @@ def trial(lab, params: dict, ctx) -> dict:
     h1, server = lab["h1"], lab["h2"].ip()
     if params["case"] == "client_closes":       # connect and close until EADDRNOTAVAIL
         first = churn.until_exhausted(h1, (server, port), 2 * n + 10)
-        time.sleep(0.2)             # the server's last FINs: every port in TIME_WAIT
-        tw = _time_wait(lab, port)
+        # every port in TIME_WAIT once the server (a thread, late under load) sent its FIN
+        tw = proc_tcp.count(proc_tcp.settled(h1.ns, port), "TIME_WAIT", port)
         second = churn.until_exhausted(h1, (server, other), 2 * n + 10)
         ctx.raw.write_text("exhaustion.csv", f"{ctx.repeat},{first},{tw},{second}\n")
         return {"first_failure_count": float(first), "time_wait_count": float(tw),

@@ -2,6 +2,9 @@
 No root."""
 from __future__ import annotations
 
+import pytest
+
+from wirelab.errors import LabError
 from wirelab.measure import proc_tcp
 
 #: a client's /proc/net/tcp (lab addresses): a listener, one TIME_WAIT toward port 7701
@@ -29,3 +32,21 @@ def test_count_by_state_toward_a_port():
     assert proc_tcp.count(socks, "TIME_WAIT", 7702) == 0
     assert proc_tcp.count(socks, "FIN_WAIT2", 7702) == 1
     assert proc_tcp.parse(TEXT.splitlines()[0]) == []
+
+
+def test_settled_waits_for_the_peers_last_fin(monkeypatch):
+    """A FIN_WAIT2 toward the port (the peer's FIN not yet in) is read again until it has
+    become a TIME_WAIT; a closing socket toward another port does not hold it."""
+    tw, fw2 = proc_tcp.Socket(32769, 7702, "TIME_WAIT", 60.0), proc_tcp.Socket(32769, 7702, "FIN_WAIT2", 0)
+    other = proc_tcp.Socket(32770, 7701, "FIN_WAIT1", 0)
+    reads = iter([[fw2, other], [fw2, other], [tw, other]])
+    monkeypatch.setattr(proc_tcp, "read", lambda ns: next(reads))
+    socks = proc_tcp.settled("ns", 7702, poll_s=0)
+    assert socks == [tw, other] and next(reads, None) is None
+
+
+def test_settled_gives_up_as_a_lab_fault(monkeypatch):
+    fw2 = proc_tcp.Socket(32769, 7702, "FIN_WAIT2", 0)
+    monkeypatch.setattr(proc_tcp, "read", lambda ns: [fw2])
+    with pytest.raises(LabError, match="1 sockets toward port 7702 still closing after 0.01 s"):
+        proc_tcp.settled("ns", 7702, timeout_s=0.01, poll_s=0.001)

@@ -12,8 +12,10 @@ time left on the socket's timer in clock ticks (USER_HZ, 100 a second).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+from wirelab.errors import LabError
 from wirelab.lab import netns
 
 PROC_TCP = "/proc/thread-self/net/tcp"
@@ -54,3 +56,23 @@ def read(ns: str) -> list[Socket]:
 def count(sockets: list[Socket], state: str, remote_port: int) -> int:
     """How many of SOCKETS are in STATE toward REMOTE_PORT."""
     return sum(1 for s in sockets if s.state == state and s.remote_port == remote_port)
+
+
+#: the states a socket passes through between close() and TIME_WAIT (or CLOSE)
+CLOSING = ("FIN_WAIT1", "FIN_WAIT2", "CLOSING", "LAST_ACK")
+
+
+def settled(ns: str, remote_port: int, timeout_s: float = 10.0, poll_s: float = 0.05) -> list[Socket]:
+    """NS's sockets once none toward REMOTE_PORT is still closing (every FIN sent has been
+    answered), read again every POLL_S.  LabError when some still are after TIMEOUT_S: the
+    peer stopped answering, a fault of the lab rather than a count to judge."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sockets = read(ns)
+        closing = [s for s in sockets if s.state in CLOSING and s.remote_port == remote_port]
+        if not closing:
+            return sockets
+        if time.monotonic() >= deadline:
+            raise LabError(f"{len(closing)} sockets toward port {remote_port} still closing "
+                           f"after {timeout_s:g} s (first: {closing[0].state})")
+        time.sleep(poll_s)

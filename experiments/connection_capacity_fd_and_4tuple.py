@@ -119,8 +119,7 @@ def prepare(lab, params: dict, ctx) -> None:
     for i in range(1, addrs_of(params["case"])):
         lab["h1"].run(["ip", "addr", "add", f"10.0.0.{10 + i}/24", "dev", dev])
     conns = addrs_of(params["case"]) * int(params["ports_count"])
-    with open("/proc/meminfo") as f:
-        avail_kb = next(int(ln.split()[1]) for ln in f if ln.startswith("MemAvailable:"))
+    avail_kb = lab.available_memory_bytes() // 1024         # its cgroup's room, or MemAvailable
     if conns * 20 > avail_kb // 4:      # ~10 KB per connection (two ends), a quarter of what is free
         raise LabError(f"{conns} connections need ~{conns * 20 // 1024} MB; {avail_kb // 1024} MB available")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -87,10 +87,11 @@ def predict(params: dict, kernel: dict) -> dict:
     return {k: float(v) for k, v in out.items()}
 
 
-def capacity(wanted: int, free_fds: int, predicted: dict) -> tuple[int, int]:
+def capacity(wanted: int, free_fds: int, predicted: dict, avail_bytes: int) -> tuple[int, int]:
     """(connections to open, to fill): 2 fds each, at twice the predicted cost an eighth of
-    MemAvailable; filled ones within half of tcp_mem's low mark (kernel-wide: no pressure)."""
-    avail = int(MEMINFO.read_text().split("MemAvailable:")[1].split()[0]) * 1024 / 16
+    the memory the lab may use (AVAIL_BYTES: MemAvailable or its cgroup's room); filled ones
+    within half of tcp_mem's low mark (kernel-wide: no pressure)."""
+    avail = avail_bytes / 16
     low, cost = int(read_global("net.ipv4.tcp_mem").split()[0]) * PAGE / 2, UNREAD_BYTES + 2 * PAGE
     n = int(min(wanted, (free_fds - 64) // 2, avail / (2 * predicted["slab_per_end_bytes"])))
     return n, int(min(n, low / cost, avail / cost))
@@ -117,7 +118,8 @@ def skmem(s: socket.socket) -> tuple[int, ...]:
 
 def prepare(lab, params: dict, ctx) -> SimpleNamespace:
     (soft, hard), fds = resource.getrlimit(resource.RLIMIT_NOFILE), len(os.listdir("/proc/self/fd"))
-    n, filled = capacity(int(params["connections_count"]), hard - fds, ctx.predicted)
+    n, filled = capacity(int(params["connections_count"]), hard - fds, ctx.predicted,
+                         lab.available_memory_bytes())
     if n < MIN_CONNECTIONS:
         raise LabError(f"only {n} connections fit (fd limit {hard}, memory): slab needs {MIN_CONNECTIONS}")
     if soft < 2 * n + fds + 64:         # this process only, and put back

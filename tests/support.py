@@ -48,9 +48,18 @@ def temp_dirs() -> set[str]:
             for p in Path("/tmp").glob(pattern)}
 
 
+def lab_cgroups() -> set[str]:
+    """The labs' cgroups (wirelab.lab.cgroup) where this process would make them."""
+    from wirelab.lab import cgroup
+    lay = cgroup.layout(Path("/proc/self/mountinfo").read_text(), Path("/proc/self/cgroup").read_text())
+    if isinstance(lay, str):
+        return set()
+    return {str(d) for parent in set(lay.parents.values()) for d in parent.glob("wirelab-*")}
+
+
 def snapshot() -> dict:
     return {"netns": lab_namespaces(), "uml": uml_pids(), "ledgers": ledgers(),
-            "uml_ctl": uml_control_dirs(), "tmp": temp_dirs()}
+            "uml_ctl": uml_control_dirs(), "tmp": temp_dirs(), "cgroups": lab_cgroups()}
 
 
 def left_behind(before: dict, settle_s: float = 5.0) -> dict:

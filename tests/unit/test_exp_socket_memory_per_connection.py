@@ -83,20 +83,16 @@ def test_slab_growth_is_objects_added_times_slot_size():
     assert MOD.grown(rows, after, ["TCP"]) == 10 * 2368
 
 
-def test_connections_are_capped_by_fds_memory_and_tcp_mem(monkeypatch, tmp_path):
+def test_connections_are_capped_by_fds_memory_and_tcp_mem(monkeypatch):
     pred = MOD.predict({"connections_count": 4000}, facts())
-    meminfo = tmp_path / "meminfo"
-    monkeypatch.setattr(MOD, "MEMINFO", meminfo)
     monkeypatch.setattr(MOD, "read_global", lambda name: "288459\t384612\t576918")
-    meminfo.write_text("MemTotal: 24731708 kB\nMemAvailable: 24000000 kB\n")
-    assert MOD.capacity(4000, 20000, pred) == (4000, 4000)
-    assert MOD.capacity(50000, 20000, pred)[0] == (20000 - 64) // 2      # 2 fds per connection
-    meminfo.write_text("MemAvailable: 262144 kB\n")                       # 256 MiB: 1/16 per end pair
-    n, filled = MOD.capacity(4000, 20000, pred)
+    lots = 24000000 * 1024
+    assert MOD.capacity(4000, 20000, pred, lots) == (4000, 4000)
+    assert MOD.capacity(50000, 20000, pred, lots)[0] == (20000 - 64) // 2      # 2 fds per connection
+    n, filled = MOD.capacity(4000, 20000, pred, 256 << 20)            # 256 MiB: 1/16 per end pair
     assert n == int(256 * 2**20 / 16 / (2 * 3768)) == 2226 and filled == int(16 * 2**20 / (65536 + 8192))
     monkeypatch.setattr(MOD, "read_global", lambda name: "20000\t30000\t40000")
-    meminfo.write_text("MemAvailable: 24000000 kB\n")
-    assert MOD.capacity(4000, 20000, pred) == (4000, int(20000 * 4096 / 2 / (65536 + 8192)))
+    assert MOD.capacity(4000, 20000, pred, lots) == (4000, int(20000 * 4096 / 2 / (65536 + 8192)))
 
 
 def test_the_client_has_room_for_three_trials_of_time_wait():

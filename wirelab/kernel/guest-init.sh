@@ -49,6 +49,8 @@ mount -t overlay overlay -o lowerdir=/,upperdir=/tmp/ovl/upper,workdir=/tmp/ovl/
 
 mount -t proc proc $N/proc
 mount -t sysfs sysfs $N/sys
+# the labs' memory and task caps (wirelab/lab/cgroup.py); a kernel without cgroup2 runs them uncapped
+mount -t cgroup2 cgroup2 $N/sys/fs/cgroup 2>/dev/null || true
 mount -t devtmpfs devtmpfs $N/dev
 mkdir -p $N/dev/pts $N/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts $N/dev/pts

@@ -216,6 +216,9 @@ def undo_item(item: dict) -> str:
             return f"directory {path}: already gone"
         shutil.rmtree(path)
         return f"directory {path}: removed"
+    if kind == "cgroup":
+        from wirelab.lab.cgroup import remove
+        return "; ".join(remove(Path(p)) for p in item["paths"])
     if kind == "netns":
         name = item["name"]
         if not netns.exists(name):

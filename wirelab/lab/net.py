@@ -28,6 +28,7 @@ from pathlib import Path
 from wirelab import settings
 from wirelab.errors import BadInput, EnvironmentProblem, LabError
 from wirelab.lab import netns
+from wirelab.lab.cgroup import Caps, Confinement
 from wirelab.lab.ledger import Ledger, UndoStack, new_tag, proc_starttime, stop_process
 from wirelab.lab.node import Intf, Node
 from wirelab.lab.shaping import Shaping
@@ -37,6 +38,15 @@ from wirelab.lab.sysctl import BASELINE, QUIET_IPV6, read_global, sysctl_path, w
 #: the SYSCTLS key of sysctls that are one value for the whole kernel
 KERNEL_WIDE = "kernel"
 log = logging.getLogger(__name__)
+
+
+#: the cgroups this process is in for the labs it has up (an enclosing lab's holds a nested one)
+_confined: list[Confinement] = []
+
+
+def _unconfine(c: Confinement) -> None:
+    _confined.remove(c)
+    c.exit()
 
 
 class Lab:
@@ -55,9 +65,12 @@ class Lab:
     """
 
     def __init__(self, topo, *, sysctls: dict[str, dict] | None = None,
-                 tag: str | None = None, use_ledger: bool = True, switch: str = "auto"):
+                 tag: str | None = None, use_ledger: bool = True, switch: str = "auto",
+                 caps: Caps | None = None):
         if switch not in ("auto", "bridge", "ovs"):
             raise BadInput(f"switch={switch!r}: allowed auto, bridge, ovs")
+        self.caps = caps or Caps()
+        self.confinement: Confinement | None = None
         self.switch = switch
         self.switch_kind: str | None = None
         self.topo = topo
@@ -156,7 +169,22 @@ class Lab:
             self.undo.push(f"put {name} back to {old}", functools.partial(write_root, name, old))
             self.kernel_sysctls[name] = read_global(name)
 
+    def _confine(self) -> None:
+        """Move this process into the lab's own cgroup (memory and task caps), unless an
+        enclosing lab of this process already holds it in one."""
+        if _confined:
+            self.confinement = _confined[-1]
+            return
+        c = Confinement(self.tag, self.caps)
+        c.enter()
+        if c.dirs:
+            _confined.append(c)
+            self.undo.push(f"leave and remove {c.name}", functools.partial(_unconfine, c),
+                           {"kind": "cgroup", "paths": [str(d) for d in dict.fromkeys(c.dirs.values())]})
+        self.confinement = c
+
     def _build(self) -> None:
+        self._confine()
         self._kernel_sysctls()
         topo = self.topo
         switches = [n for n in topo.nodes() if topo.isSwitch(n)]
@@ -299,6 +327,19 @@ class Lab:
     def effective_sysctls(self) -> dict[str, dict[str, str]]:
         out = {n.name: dict(n.sysctls) for n in self.hosts()}
         return out | ({KERNEL_WIDE: dict(self.kernel_sysctls)} if self.kernel_sysctls else {})
+
+    def available_memory_bytes(self) -> int:
+        """Memory the lab may still use: the kernel's MemAvailable, or less when the lab's
+        cgroup cap leaves less (size N from this, never from the machine's total)."""
+        with open("/proc/meminfo") as f:
+            avail = next(int(ln.split()[1]) for ln in f if ln.startswith("MemAvailable:")) * 1024
+        capped = self.confinement.available_bytes() if self.confinement else None
+        return avail if capped is None else min(avail, capped)
+
+    def resources(self) -> dict:
+        """What holds the lab (its cgroup and caps, or why none) and its peaks so far."""
+        c = self.confinement
+        return {"confinement": c.status if c else "not built", **(c.peaks() if c else {})}
 
     def describe(self) -> dict:
         """Nodes, interfaces, addresses and shaping, for the run manifest."""

@@ -44,6 +44,8 @@ def claims_markdown(claims: list[dict], experiments: list[Experiment]) -> str:
             out.append(f"- **Claim, as measured:** {_one_line(exp.CLAIM)}")
             params = ", ".join(f"{p.name} {list(p.grid) or [p.default]}" for p in exp.PARAMS)
             out.append(f"- **Swept:** {params}")
+            out.append(f"- **Lab:** {', '.join(sorted(exp.NEEDS)) or 'namespaces only'}; its cgroup "
+                       f"caps it at {exp.caps.describe()}")
             judged = [m for m in exp.metrics if m.judged]
             out.append("- **Judged:** " + "; ".join(
                 f"{m.name} ({m.tolerance.describe(m.unit_label)})" for m in judged))

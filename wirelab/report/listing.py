@@ -16,6 +16,7 @@ def as_json(exp: Experiment) -> dict:
     return {
         "id": exp.id, "aliases": list(exp.aliases), "claim": exp.CLAIM, "section": exp.SECTION,
         "text_says": exp.TEXT_SAYS, "linux_fact": exp.linux_fact, "needs": sorted(exp.NEEDS),
+        "caps": {"memory_mb": exp.caps.memory_mb, "tasks": exp.caps.tasks},
         "topology": exp.TOPOLOGY.__name__, "source": getattr(exp.module, "__file__", None),
         "parameters": [{"name": p.name, "default": p.default, "grid": list(p.grid),
                         "quick": list(p.quick or p.grid), "choices": list(p.choices),
@@ -32,8 +33,8 @@ def as_json(exp: Experiment) -> dict:
 def as_text(exp: Experiment, full: bool = False) -> str:
     aliases = f" (alias: {', '.join(exp.aliases)})" if exp.aliases else ""
     lines = [f"{exp.id}{aliases}", f"    claim: {exp.CLAIM}",
-             f"    needs: {', '.join(sorted(exp.NEEDS)) or 'namespaces only'}; "
-             f"topology {exp.TOPOLOGY.__name__}; parameters: "
+             f"    needs: {', '.join(sorted(exp.NEEDS)) or 'namespaces only'}, "
+             f"{exp.caps.describe()}; topology {exp.TOPOLOGY.__name__}; parameters: "
              + ", ".join(f"{p.name} {list(p.grid) or p.default}" for p in exp.PARAMS)]
     fact = exp.linux_fact
     if not full:

@@ -117,6 +117,7 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
                     for m in exp.metrics},
         "x": exp.X, "tolerance": exp.describe_tolerance(),
         "topology": exp.TOPOLOGY.__name__, "needs": sorted(exp.NEEDS),
+        "caps": {"memory_mb": exp.caps.memory_mb, "tasks": exp.caps.tasks},
         "kernel": {**probe.kernel_info(), "hz": facts.tick()}, "backend": backend,
         "backend_reason": backend_reason, "tools": {},
         "git_revision": results.git_revision(uml.project_dir()), "argv": sys.argv,
@@ -131,7 +132,7 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
     try:
         for i, params in enumerate(grid):
             wanted = sysctl.overlay(exp.sysctls(params), extra_sysctls or {})
-            with Lab(exp.topology(params), sysctls=wanted) as lab:
+            with Lab(exp.topology(params), sysctls=wanted, caps=exp.caps) as lab:
                 kernel = facts.read(lab.hosts()[0].ns)
                 with releases.recording() as rules:     # which release's rule it used
                     predicted = exp.predict(params, kernel)
@@ -178,6 +179,7 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
                 manifest["points"].append({
                     "point": i, "params": params, "predicted": predicted,
                     "lab": lab.describe(), "build_s": round(lab.build_s, 4),
+                    "resources": lab.resources(),
                     "effective_sysctls": lab.effective_sysctls(), "kernel_facts": kernel,
                     "rules": rules,
                 })

@@ -22,7 +22,8 @@ Optional: ``SYSCTLS`` ({node or "*": {sysctl: value}}, on top of the lab's basel
 ``lab_sysctls(params)``; ``TOPOLOGY_PARAMS`` (the names passed to the Topo) or
 ``topology_params(params)`` (default: every parameter the Topo's ``build()`` takes:
 declare the names when a parameter of the same name means something else);
-``prepare(lab, params, ctx)`` once per point (may return the state
+``CAPS`` (a :class:`~wirelab.lab.cgroup.Caps`: the memory and tasks its lab may use,
+default 1024 MB and 1024 tasks); ``prepare(lab, params, ctx)`` once per point (may return the state
 trials find in ``ctx.state``); ``check(entry) -> reason | None`` narrows a point's
 verdict (it can only fail a point); ``note(entry) -> str`` explains it; ``plot(run,
 exp, out)`` draws the claim's own figure; ``TOOLS`` names programs whose versions are
@@ -38,6 +39,7 @@ from pathlib import Path
 from types import ModuleType
 
 from wirelab.errors import BadInput
+from wirelab.lab.cgroup import Caps
 from wirelab.spec.context import TrialContext
 from wirelab.spec.metrics import Metric
 from wirelab.spec.params import Param
@@ -163,6 +165,12 @@ class Experiment:
         return requested
 
     # -- the lab -------------------------------------------------------------------
+    @property
+    def caps(self) -> Caps:
+        """The memory and task caps of the experiment's lab (its cgroup)."""
+        caps = getattr(self.module, "CAPS", None)
+        return caps if caps is not None else Caps()
+
     def topology_params(self, params: dict) -> dict:
         fn = getattr(self.module, "topology_params", None)
         if fn is not None:

@@ -296,12 +296,44 @@ class Lab:
             node.ipr.route("add", dst=dst, gateway=via)
 
     # -- changing a running lab ----------------------------------------------
+    def link_ends(self, a: str, b: str) -> list[tuple[Node, str]]:
+        """[(node, ifname) at A's end, (node, ifname) at B's end] of the link between A and B
+        (a switch's end is the switch namespace's port).  BadInput naming the nodes if none."""
+        for n1, n2, info in self.topo.links(sort=True, withInfo=True):
+            if {n1, n2} == {a, b}:
+                ends = [(self.nodes[n1], f"{n1}-eth{info['port1']}"),
+                        (self.nodes[n2], f"{n2}-eth{info['port2']}")]
+                return ends if n1 == a else ends[::-1]
+        for x in (a, b):
+            if x not in self.nodes:
+                raise BadInput(f"unknown node {x!r}; nodes: {', '.join(sorted(self.nodes))}")
+        raise BadInput(f"no link between {a} and {b}")
+
+    def set_link(self, a: str, b: str, up: bool) -> int:
+        """Take the link between A and B down (both ends), or bring it up; coming up, the
+        topology's static routes of A and B that the kernel dropped with it are installed
+        again (a router keeps its configured routes).  Returns how many were."""
+        for node, ifname in self.link_ends(a, b):
+            node.ipr.link("set", index=node.ipr.link_lookup(ifname=ifname)[0], state="up" if up else "down")
+        again = 0
+        for name in (a, b) if up else ():
+            if self.nodes[name].role == "switch":
+                continue
+            for dst, via in self.topo.nodeInfo(name).get("routes", []):
+                try:
+                    self.nodes[name].ipr.route("replace", dst="0.0.0.0/0" if dst == "default" else dst,
+                                               gateway=via)
+                    again += 1
+                except Exception:   # noqa: BLE001 - its gateway is behind a link still down
+                    continue
+        return again
+
     def shape(self, node: str, ifname: str, **params) -> Shaping:
         """Replace the shaping on one interface's egress (e.g. a new delay)."""
         n = self[node]
         intf = n.intfs[ifname]
         shaping = Shaping.from_params(params, f"{node}:{ifname}")
-        apply_shaping(n.ipr, intf.index, shaping, replace=True)
+        apply_shaping(n.ipr, intf.index, shaping, replace=True, run=n.run)
         intf.shaping = shaping
         return shaping
 

@@ -235,15 +235,10 @@ class Console(cmd.Cmd):
 
     def link_ends(self, a: str, b: str) -> list[tuple]:
         """[(node, ifname), (node, ifname)] of the link between A and B."""
-        for n1, n2, info in self.lab.topo.links(sort=True, withInfo=True):
-            if {n1, n2} == {a, b}:
-                return [(self.lab.nodes[n1], f"{n1}-eth{info['port1']}"),
-                        (self.lab.nodes[n2], f"{n2}-eth{info['port2']}")]
-        known = set(self.names) | set(self.switches)
-        for x in (a, b):
-            if x not in known:
-                raise Failed(f"unknown node {x!r}; nodes: {', '.join(sorted(known))}")
-        raise Failed(f"no link between {a} and {b} (see `links`)")
+        try:
+            return self.lab.link_ends(a, b)
+        except BadInput as e:
+            raise Failed(f"{e} (see `links`)") from None
 
     def do_links(self, arg: str) -> bool:
         """links: every link, its two interfaces and their shaping"""
@@ -281,12 +276,11 @@ class Console(cmd.Cmd):
                          "rate=10mbit queue=100")
         ends = self.link_ends(words[0], words[1])
         if words[2:] in (["down"], ["up"]):
-            for node, ifname in ends:
-                idx = node.ipr.link_lookup(ifname=ifname)[0]
-                node.ipr.link("set", index=idx, state=words[2])
+            again = self.lab.set_link(words[0], words[1], words[2] == "up")
             self.say(f"link {words[0]}-{words[1]} {words[2]}")
-            if words[2] == "up":
-                self.restore_routes([words[0], words[1]])
+            if again:
+                self.say(f"{again} static route{'s' if again > 1 else ''} of the topology "
+                         "installed again")
             return False
         changes: dict = {}
         for w in words[2:]:
@@ -310,25 +304,6 @@ class Console(cmd.Cmd):
             for q in res.stdout.splitlines():
                 self.say(f"{ifname}: {q.strip()}")
         return False
-
-    def restore_routes(self, names: list[str]) -> None:
-        """The kernel drops the routes through an interface taken down; a router keeps
-        its configured static routes and installs them again when the link comes back:
-        so does the lab, for the topology's routes of NAMES."""
-        for name in names:
-            if name not in self.names:
-                continue
-            node, again = self.lab[name], 0
-            for dst, via in self.lab.topo.nodeInfo(name).get("routes", []):
-                dst = "0.0.0.0/0" if dst == "default" else dst
-                try:
-                    node.ipr.route("replace", dst=dst, gateway=via)
-                    again += 1
-                except Exception:   # noqa: BLE001 - its gateway is behind a link still down
-                    continue
-            if again:
-                self.say(f"{name}: {again} static route{'s' if again > 1 else ''} of the "
-                         "topology installed again")
 
     def do_sysctl(self, arg: str) -> bool:
         """sysctl NODE name[=value]: read or set a per-namespace (net.*) sysctl"""

@@ -218,10 +218,10 @@ fi
 digest=$(cat "$project_dir/setup.cfg" "$project_dir/pyproject.toml" "$packages_file" \
     | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ] && [ -x "$venv/bin/wirelab" ]; then
-    say "pip: wirelab[test] ... ok (already present)"
+    say "pip: wirelab[test,controllers] ... ok (already present)"
 else
-    say "pip: installing wirelab[test] (editable) into $venv"
-    (cd "$project_dir" && "$venv/bin/pip" install --no-input --progress-bar off -e '.[test]')
+    say "pip: installing wirelab[test,controllers] (editable) into $venv"
+    (cd "$project_dir" && "$venv/bin/pip" install --no-input --progress-bar off -e '.[test,controllers]')
     printf '%s\n' "$digest" >"$stamp"
     changed+=(pip)
 fi

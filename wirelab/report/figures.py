@@ -13,8 +13,9 @@ The rules every figure follows (docs/CONTRIBUTING.md repeats them for new experi
 * the Okabe-Ito palette (colour-blind safe), 16:9 at 1920 x 1080.
 
 An experiment declares its figure as data (``FIGURE = Bars(...)``, ``Rounds(...)``,
-``Waterfall(...)``, ``Sweep(...)``); :func:`render` draws it from what a run wrote and
-returns the matplotlib Figure (tests inspect it), :func:`save` writes png, svg or pdf.
+``Waterfall(...)``, ``Sweep(...)``, ``Schedule(...)``, ``Timeline(...)``); :func:`render`
+draws it from what a run wrote and returns the matplotlib Figure (tests inspect it),
+:func:`save` writes png, svg or pdf.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import textwrap
 from pathlib import Path
 
 from wirelab.report import analysis
-from wirelab.spec.figure import Bars, Rounds, Schedule, Sweep, Waterfall
+from wirelab.spec.figure import Bars, Rounds, Schedule, Sweep, Timeline, Waterfall
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
            "#000000")
@@ -432,6 +433,56 @@ def draw_sweep(fig, gs, spec: Sweep, run, exp, pts: list[dict]):
     return fig
 
 
+def _timeline_rows(path: Path) -> dict[int, list[dict]]:
+    """{repeat: rows} of a timeline.csv (empty cells None)."""
+    out: dict[int, list[dict]] = {}
+    if path.exists():
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                row = {k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
+                out.setdefault(int(row["repeat"] or 0), []).append(row)
+    return out
+
+
+def draw_timeline(fig, gs, spec: Timeline, run, exp, pts: list[dict]):
+    varying = [n for n in exp.params if len({p["params"][n] for p in pts}) > 1]
+    axes = [fig.add_subplot(gs[i, 0]) for i in range(len(spec.panels))]
+    for a in axes[1:]:
+        a.sharex(axes[0])
+    spans: list = []
+    for k, p in enumerate(pts):
+        d = Path(run.dir, "raw", f"point{p['point']:03d}")
+        trials = _timeline_rows(d / spec.file)
+        label = _label(exp, p["params"], varying, spec.labels) or "measured"
+        for j, rows in enumerate(trials.values()):
+            for ax, (col, _) in zip(axes, spec.panels, strict=True):
+                ax.plot([r["t_s"] for r in rows], [r.get(col) for r in rows], "-o", ms=3,
+                        lw=2.2 if j == 0 else 1.0, alpha=1.0 if j == 0 else 0.35,
+                        color=PALETTE[k % len(PALETTE)], label=label if j == 0 else None)
+        fpath = d / spec.faults
+        if not spans and fpath.exists() and fpath.read_text().strip():
+            spans = json.loads(fpath.read_text().splitlines()[0])["spans"]
+    t_end = max([1.0, *(r["t_s"] for p in pts for rows in _timeline_rows(
+        Path(run.dir, "raw", f"point{p['point']:03d}", spec.file)).values() for r in rows)])
+    for i, (start, end, text) in enumerate(spans):
+        for ax in axes:
+            ax.axvspan(start, end if end is not None else t_end, color="#999999", alpha=0.18, lw=0)
+        axes[0].annotate(text, (start, 1.0), xycoords=("data", "axes fraction"),
+                         xytext=(3, -14 - 14 * (i % 3)), textcoords="offset points", fontsize=12,
+                         color="#333333")
+    for col, value, text in spec.limits:
+        for ax, (c, _) in zip(axes, spec.panels, strict=True):
+            if c == col:
+                ax.axhline(value, color="black", ls="--", lw=1.5, label=text)
+    for ax, (_, ylabel) in zip(axes, spec.panels, strict=True):
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.set_ylim(bottom=0)
+    axes[-1].set_xlabel("time since the workload started [s] (shaded: a fault in force)")
+    axes[0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncols=4, frameon=False)
+    return fig
+
+
 def render(run, exp):
     """The experiment's figure for RUN, as a matplotlib Figure (not yet saved)."""
     spec = getattr(exp.module, "FIGURE", None) or Sweep(exp.CLAIM)
@@ -452,6 +503,9 @@ def render(run, exp):
         elif isinstance(spec, Waterfall):
             fig, gs = _frame(run, exp, spec.question, pts)
             draw_waterfall(fig, gs, spec, run, exp, pts)
+        elif isinstance(spec, Timeline):
+            fig, gs = _frame(run, exp, spec.question, pts, nrows=max(1, len(spec.panels)))
+            draw_timeline(fig, gs, spec, run, exp, pts)
         else:
             fig, gs = _frame(run, exp, spec.question, pts, nrows=2, height_ratios=[3, 1.3])
             draw_sweep(fig, gs, spec, run, exp, pts)

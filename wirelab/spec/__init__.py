@@ -3,9 +3,9 @@ the trial context.  ``from wirelab.spec import Param, Choice, Metric, Tolerance,
 Bars``."""
 from wirelab.spec.bands import Tolerance
 from wirelab.spec.context import TrialContext
-from wirelab.spec.figure import Bars, Rounds, Schedule, Sweep, Waterfall
+from wirelab.spec.figure import Bars, Rounds, Schedule, Sweep, Timeline, Waterfall
 from wirelab.spec.metrics import REPORTED, Metric
 from wirelab.spec.params import Choice, Param
 
 __all__ = ["Bars", "Choice", "Metric", "Param", "REPORTED", "Rounds", "Schedule", "Sweep",
-           "Tolerance", "TrialContext", "Waterfall"]
+           "Timeline", "Tolerance", "TrialContext", "Waterfall"]

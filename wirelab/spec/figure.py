@@ -65,3 +65,17 @@ class Schedule:
     event: str = "SYN sent"
     end: str = "connect() fails (ETIMEDOUT)"
     labels: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Symptoms in time with the faults marked: one panel per (column, axis label) of
+    PANELS, stacked on one time axis, a line per grid point (LABELS name them), read from
+    raw/pointNNN/FILE (wirelab.measure.series); each fault's planned span shaded and named
+    from FAULTS; LIMITS: (column, value, text) horizontal lines a symptom is judged by."""
+    question: str
+    panels: tuple = ()
+    file: str = "timeline.csv"
+    faults: str = "faults.jsonl"
+    labels: dict = field(default_factory=dict)
+    limits: tuple = ()

@@ -44,7 +44,8 @@ DIRECTIONS = ("both", "a>b", "b>a")
 class Impair:
     """Change the shaping of the link A-B: the given netem/tbf values replace those in
     force (the others stay), and undo puts back what those values were, leaving what
-    other faults changed meanwhile in force."""
+    other faults changed meanwhile in force.  Like ``tc qdisc replace``, a change drops
+    what the old qdisc still held (packets netem was delaying are lost at that moment)."""
     a: str
     b: str
     changes: dict = field(default_factory=dict)
@@ -257,7 +258,7 @@ class Player:
     def __exit__(self, *exc) -> None:
         self.stop()
         if self.error is not None and exc[0] is None:
-            raise LabError(f"a fault failed: {type(self.error).__name__}: {self.error}") from self.error
+            raise LabError(f"a fault failed: {self.error}") from self.error
 
     def start(self) -> None:
         self.t0 = self.clock()
@@ -276,7 +277,12 @@ class Player:
                     return
                 if self._stop.is_set():
                     return
-                self._do(step)
+                try:
+                    self._do(step)
+                except Exception as e:
+                    what = self.timeline.events[step.event].fault.describe()
+                    raise LabError(f"{'applying' if step.apply else 'undoing'} {what} at "
+                                   f"{step.t_s:g} s: {type(e).__name__}: {e}") from e
         except BaseException as e:   # noqa: BLE001 - reported on stop()
             self.error = e
 

@@ -150,7 +150,7 @@ class Lab:
     def _add_node(self, name: str, role: str) -> Node:
         ns = self._new_ns(name)
         node = Node(self, name, ns, role)
-        self.undo.push(f"close netlink socket of {name}", node.ipr.close)
+        self.undo.push(f"close netlink socket of {name}", node.close_netlink)
         lo = node.ipr.link_lookup(ifname="lo")[0]
         node.ipr.link("set", index=lo, state="up")
         self.nodes[name] = node

@@ -8,9 +8,10 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from wirelab.errors import GlobalSysctlError, LabError
 from wirelab.lab import mounts, netns
@@ -43,10 +44,28 @@ class Node:
     def __init__(self, lab: LabOwner, name: str, ns: str, role: str):
         self.lab, self.name, self.ns, self.role = lab, name, ns, role
         self.intfs: dict[str, Intf] = {}
-        with netns.entered(ns):
-            from pyroute2.iproute.linux import IPRoute  # 0.6 s in UML, vs 1.6 s for all of pyroute2
-            self.ipr = IPRoute()
+        self._iprs: dict[int, Any] = {}
+        _ = self.ipr                                    # this thread's, made now
         self.sysctls: dict[str, str] = {}
+
+    @property
+    def ipr(self) -> Any:
+        """A netlink socket in this node's namespace, one per thread: pyroute2's IPRoute
+        runs an event loop per thread and, used from another thread, would open its socket
+        there, in that thread's namespace (a fault timeline changes links from its own)."""
+        tid = threading.get_ident()
+        ipr = self._iprs.get(tid)
+        if ipr is None:
+            with netns.entered(self.ns):
+                from pyroute2.iproute.linux import IPRoute  # 0.6 s in UML, vs 1.6 s for all of pyroute2
+                ipr = self._iprs[tid] = IPRoute()
+        return ipr
+
+    def close_netlink(self) -> None:
+        """Close every thread's netlink socket of this node."""
+        for ipr in self._iprs.values():
+            ipr.close()
+        self._iprs.clear()
 
     def __repr__(self) -> str:
         return f"<{self.role} {self.name} in {self.ns}>"

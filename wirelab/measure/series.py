@@ -63,10 +63,10 @@ class Series:
             out = []
             for b in range(int(math.ceil(end_s / self.bucket_s))):
                 row: dict = {"t_s": round((b + 0.5) * self.bucket_s, 6)}
-                for name, per in sorted(self._counts.items()):
-                    row[f"{name}_per_s"] = per.get(b, 0) / self.bucket_s
-                for name, per in sorted(self._values.items()):
-                    vs = sorted(per.get(b, []))
+                for name, counts in sorted(self._counts.items()):
+                    row[f"{name}_per_s"] = counts.get(b, 0) / self.bucket_s
+                for name, values in sorted(self._values.items()):
+                    vs = sorted(values.get(b, []))
                     row[f"{name}_p50"] = statistics.median(vs) if vs else None
                     row[f"{name}_p90"] = vs[min(len(vs) - 1, int(0.9 * len(vs)))] if vs else None
                 out.append(row)

@@ -6,9 +6,11 @@ Client h1 sends to server h2 for SEND_S through r1 (tbf bw_mbps toward h2, netem
 each way).  h2's listening socket has SO_RCVBUF = rcvbuf before listen() (the accepted
 socket inherits it, autotuning off), or none ("auto": autotuning up to tcp_rmem[2]).
 
-    SO_RCVBUF X    the kernel stores 2 min(X, rmem_max) and offers half (tcp_adv_win_scale 1)
+    SO_RCVBUF X    the kernel stores B = 2 min(X, rmem_max); 6.1 offers half (tcp_adv_win_scale 1)
                    less one reserved segment: W = min(X, rmem_max) - MSS, in whole segments
-                   when that needs no window scale (below 64 KiB)
+                   when that needs no window scale (below 64 KiB); 6.12 offers B x the
+                   scaling_ratio it measured on the first segment / 256 (the kernel facts'
+                   probe), in whole segments or scale units
     goodput        min(C x 1448 / 1514, W / r), measured by the reader over the last half
     pause          SO_RCVBUF 64 KiB, the reader stops for PAUSE_S: one zero-window
                    advertisement (TCPToZeroWindowAdv); the sender probes one RTO (as TCP_INFO
@@ -21,7 +23,7 @@ import statistics
 
 from wirelab.measure import netstat
 from wirelab.measure.tap import open_taps, persist_schedule, tapped, timeline
-from wirelab.models.tcp import locked_window
+from wirelab.models.tcp import autotuned_window_max, locked_window
 from wirelab.models.timers import hz_of, nominal_rto_ms, rto_min_of
 from wirelab.peers import stream
 from wirelab.spec import REPORTED, Bars, Choice, Metric, Param, Tolerance
@@ -88,9 +90,9 @@ def lab_sysctls(params: dict) -> dict:
 
 
 def window_bytes(case: str, kernel: dict) -> int | None:
-    """The window an SO_RCVBUF of BUFFERS[case] lets the receiver advertise on 6.1
-    (wirelab.models.tcp.locked_window), None if autotuned: up to tcp_rmem[2] / 2,
-    reached as the flow grows."""
+    """The window an SO_RCVBUF of BUFFERS[case] lets the receiver advertise by the running
+    release's rule (wirelab.models.tcp.locked_window), None if autotuned: up to
+    tcp_rmem[2]'s window (tcp.autotuned_window_max), reached as the flow grows."""
     return locked_window(BUFFERS[case], kernel, MSS) if BUFFERS[case] else None
 
 
@@ -103,8 +105,7 @@ def predict(params: dict, kernel: dict) -> dict:
         return {"first_probe_rto_ratio": 1.0, "backoff_rto_ratio": 2.0, "zero_window_count": 1.0,
                 "rto_ms": nominal_rto_ms(r * 1e3, hz_of(kernel), rto_min_of(kernel))}
     if w is None:
-        rmem2 = int(kernel["sysctls"]["net.ipv4.tcp_rmem"].split()[2])
-        return {"goodput_mbps": min(c, (rmem2 - (rmem2 >> 1)) * 8 / r / 1e6)}
+        return {"goodput_mbps": min(c, autotuned_window_max(kernel) * 8 / r / 1e6)}
     return {"goodput_mbps": min(c, w * 8 / r / 1e6), "window_kb": w / 1e3}
 
 
@@ -116,7 +117,7 @@ def note(entry: dict) -> str:
                 + (f"; RTO {rto:.0f} ms (TCP_INFO), the idle path's would be "
                    f"{entry['predicted']['rto_ms']:.0f} ms" if rto is not None else ""))
     seen = f"; the sender saw {got:.1f} kB" if got is not None else ""
-    return (f"W = {w:.1f} kB by the 6.1 rule{seen}" if w is not None
+    return (f"W = {w:.1f} kB by the SO_RCVBUF rule{seen}" if w is not None
             else f"autotuned: no SO_RCVBUF, the window grows past the BDP{seen}")
 
 

@@ -46,10 +46,26 @@ def test_goodput_is_the_smaller_of_the_link_and_w_over_r(case, mbps):
     assert out.get("window_kb") == (None if w is None else w / 1e3)
 
 
-def test_the_window_rule_is_refused_on_6_6_and_later():
+PROBE_612 = {"rcvbuf": 131072, "advmss": 1448, "clamp_after_handshake": 64088,
+             "clamp_after_data": 99840}     # UML 6.12.113: scaling_ratio 128, then 195
+
+
+def test_the_window_rule_is_refused_outside_6_1_and_6_12():
     from wirelab.models import releases
-    with pytest.raises(releases.ModelOutOfRange, match="6.6"):
-        MOD.window_bytes("64k", kernel_facts(release="6.12.113"))
+    for release in ("6.6.1", "6.13.0"):
+        with pytest.raises(releases.ModelOutOfRange, match="6.12 up to"):
+            MOD.window_bytes("64k", kernel_facts(release=release) | {"rcv_probe": PROBE_612})
+
+
+@pytest.mark.parametrize("case, window", [
+    ("16k", 16 * 1448),         # (32768 - 1448) x 195 / 256 = 23856: whole segments (measured)
+    ("64k", 98736),             # (131072 - 1448) x 195 / 256, the 2 B unit (measured 96952)
+    ("256k", 65535 << 2),       # rmem_max's buffer offers more than 16 bits x 4 B (measured)
+    ("auto", None),
+])
+def test_6_12_offers_the_buffer_at_its_measured_ratio(case, window):
+    k612 = kernel_facts(release="6.12.113") | {"rcv_probe": PROBE_612}
+    assert MOD.window_bytes(case, k612) == window
 
 
 def test_a_paused_reader_is_probed_one_rto_after_and_then_doubling():

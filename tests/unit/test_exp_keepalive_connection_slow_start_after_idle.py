@@ -16,8 +16,15 @@ from wirelab.run import catalog
 
 ID = "keepalive_connection_slow_start_after_idle"
 INF = 0x7FFFFFFF
-KERNEL_100 = kernel_facts(hz=100, release="6.1.176")
-KERNEL_250 = kernel_facts(hz=250, release="6.1.0-28-amd64")    # Debian's own kernels tick at 250
+CLIENT_RMEM = "4096\t4194304\t6291456"        # the lab's client (h1), as /proc shows it
+KERNEL_100 = kernel_facts(hz=100, release="6.1.176", tcp_rmem=CLIENT_RMEM)
+KERNEL_250 = kernel_facts(hz=250, release="6.1.0-28-amd64",    # Debian's own kernels tick at 250
+                          tcp_rmem=CLIENT_RMEM)
+#: The kernel facts' receive-window probe as UML 6.12.113 recorded it (ratios 128, then 195).
+PROBE_612 = {"path": "veth - router (netem 10 ms each way) - veth", "mtu": 1500, "rcvbuf": 131072,
+             "advmss": 1448, "sent_bytes": 14480, "clamp_after_handshake": 64088,
+             "clamp_after_data": 99840}
+KERNEL_612 = kernel_facts(hz=100, release="6.12.113", tcp_rmem=CLIENT_RMEM) | {"rcv_probe": PROBE_612}
 
 #: One trial's six responses at idle_s=1, sysctl 1, r=50, as the UML run recorded them
 #: (raw/point002/responses.jsonl): (ms, TCP_INFO before the send in the kernel's
@@ -222,10 +229,33 @@ def test_sysctl_is_set_on_the_server_and_pinned_everywhere(exp, on):
 
 
 def test_a_kernel_whose_window_rule_the_model_lacks_is_refused():
-    """6.12 grew the client's window differently (a warm 1 MiB response took a second
-    round in the lab): the round model says it does not know 6.6+ instead of guessing."""
+    """The client's window comes from the release's receive-window model: 6.1's and
+    6.12's; 6.6 (no clamp following the ratio) and 6.13 are refused, not guessed."""
     from wirelab.models.releases import ModelOutOfRange
     exp = catalog.load(ID)
     params = {p.name: p.parse(p.default) for p in exp.PARAMS}
-    with pytest.raises(ModelOutOfRange, match="before 6.6; this is 6.12.113"):
-        exp.predict(params, kernel_facts(hz=100, release="6.12.113"))
+    for release in ("6.6.1", "6.13.2"):
+        facts = kernel_facts(hz=100, release=release, tcp_rmem=CLIENT_RMEM) | {"rcv_probe": PROBE_612}
+        with pytest.raises(ModelOutOfRange, match=f"6.12 up to .* 6.13; this is {release}"):
+            exp.predict(params, facts)
+
+
+def test_6_12_predicts_the_same_rounds_from_its_measured_ratio(exp):
+    p = {"idle_s": 1.0, "slow_start_after_idle": "1", "rtt_ms": 50}
+    assert exp.nominal_rounds(p, KERNEL_612) == [7, 1, 1, 4, 4, 5]
+    assert exp.nominal_rounds({**p, "slow_start_after_idle": "0"}, KERNEL_612) == [7, 1, 1, 1, 1, 1]
+
+
+def test_a_client_buffer_whose_window_cannot_hold_a_response_is_refused(exp):
+    """At the default tcp_rmem[1] (131072) the window after the first response is what
+    autotuning made of it (on 6.12 a second round in 4 of 12 trials): not cwnd's rounds."""
+    p = {"idle_s": 1.0, "slow_start_after_idle": "1", "rtt_ms": 50}
+    for facts in (kernel_facts(hz=100, release="6.1.176"),
+                  kernel_facts(hz=100, release="6.12.113") | {"rcv_probe": PROBE_612}):
+        with pytest.raises(ValueError, match="below one response"):
+            exp.nominal_rounds(p, facts)
+
+
+def test_the_client_buffer_is_the_one_the_facts_were_read_with(exp):
+    s = exp.lab_sysctls({"idle_s": 1.0, "slow_start_after_idle": "1", "rtt_ms": 50})
+    assert s["h1"]["net.ipv4.tcp_rmem"].split() == CLIENT_RMEM.split()

@@ -263,3 +263,102 @@ def test_the_locked_window_rule_is_6_1s():
     from wirelab.models.releases import ModelOutOfRange
     with pytest.raises(ModelOutOfRange, match="6.6"):
         locked_window(65536, kernel_facts(release="6.6.1"), 1448)
+
+
+# -- the receive window (Linux 6.12 rules: a measured scaling_ratio) -------------------------
+
+#: The kernel facts' probe on UML 6.12.113 (wirelab.kernel.facts.veth_window_probe): the
+#: receiving socket's clamp after the handshake and after 10 full segments, unread.
+PROBE_612 = {"path": "veth - router (netem 10 ms each way) - veth", "mtu": 1500, "rcvbuf": 131072,
+             "advmss": 1448, "sent_bytes": 14480, "clamp_after_handshake": 64088,
+             "clamp_after_data": 99840}
+
+
+def facts_612(rmem1=131072, rmem2=16777216, probe=PROBE_612, **sysctls) -> dict:
+    return client_facts(rmem1, rmem2, **sysctls) | {"release": "6.12.113",
+                                                   "rcv_probe": probe and dict(probe)}
+
+
+def test_the_ratios_are_read_back_from_the_probes_clamps():
+    from wirelab.models.tcp import scaling_ratios
+    # 64088 = 65536 - 1448 (init: 50%, one segment reserved); 99840 = 131072 x 195 / 256
+    assert scaling_ratios(facts_612()) == (128, 195)
+    # a veth without the router hop measured 227 (one 10-segment skb): 116224 = 512 x 227
+    assert scaling_ratios(facts_612(probe={**PROBE_612, "clamp_after_data": 116224})) == (128, 227)
+    with pytest.raises(ValueError, match="no single scaling_ratio"):
+        scaling_ratios(facts_612(probe={**PROBE_612, "clamp_after_data": 99841}))
+    for probe in ({"error": "OSError: no veth"}, None):
+        with pytest.raises(KeyError, match="probe"):
+            scaling_ratios(facts_612(probe=probe))
+
+
+def test_the_release_picks_the_rule_and_others_are_refused():
+    from wirelab.models.releases import ModelOutOfRange, recording
+    from wirelab.models.tcp import ScaledReceiver
+    with recording() as rules:
+        assert isinstance(receiver_from_kernel(facts_612()), ScaledReceiver)
+        assert isinstance(receiver_from_kernel(client_facts()), Receiver)
+    assert any("scaling_ratio" in r and "6.12" in r for r in rules)
+    assert any("tcp_adv_win_scale" in r and "before 6.6" in r for r in rules)
+    for release in ("6.6.1", "6.11.9", "6.13.0", "6.18.44"):
+        with pytest.raises(ModelOutOfRange, match=f"this is {release}"):
+            receiver_from_kernel(facts_612() | {"release": release})
+
+
+def test_6_12_receiver_as_the_lab_measured_it():
+    """UML 6.12.113, r = 50 ms, 100 kB: the client's TCP_INFO (rcv_wnd, rcv_ssthresh,
+    rcv_space) and TCP_WINDOW_CLAMP after the handshake, after round 1 and after round 2."""
+    rcv = receiver_from_kernel(facts_612())
+    st = rcv.handshake_state()
+    assert (st.clamp, st.rcv_ssthresh, st.rcvq_space) == (64088, 64088, 14480)
+    assert rcv.initial_edge() == 64512 == st.rcv_wnd       # tcpi_rcv_wnd after connect
+    assert rcv.wscale == 9
+    st = rcv.receive(st, 14480, 1448, reader_behind=True)
+    assert st.ratio == 195 and st.clamp == 99840           # TCP_WINDOW_CLAMP after round 1
+    assert st.rcv_wnd == 88576                             # tcpi_rcv_wnd, round 1 unread
+    assert 88127 <= st.rcv_ssthresh <= 89913   # measured 88127: truesize, not payload, queued
+    st = rcv.receive(st, 28960, 1448, reader_behind=True)
+    assert st.rcv_wnd == 77312                             # tcpi_rcv_wnd, round 2 unread
+
+
+def test_6_12_100kb_takes_the_formulas_three_rounds():
+    """Measured on 6.12: 100 kB at r = 50 in 202.8 ms = 4 RTT (6.1's rule predicts 5): round
+    3 needs 56560 B and round 2's ACKs offer 77312 B at the measured ratio 195."""
+    rcv = receiver_from_kernel(facts_612())
+    for behind in (True, False):
+        s = simulate(100_000, 10, 1448, rcv, reader_behind=behind)
+        assert s.n == 3 and not s.rwnd_limited
+        assert [r.sent_bytes for r in s.rounds] == [14480, 28960, 56560]
+    assert simulate(14480, 10, 1448, rcv).n == 1
+    assert simulate(MIB, 10, 1448, rcv).n == 7
+    # at the 6.6 default ratio (50%) the round would be lost, as on 6.1
+    half = receiver_from_kernel(facts_612(probe={**PROBE_612, "clamp_after_data": 65536}))
+    assert half.ratio == 128 and simulate(100_000, 10, 1448, half).n == 4
+    assert simulate(100_000, 10, 1448, receiver_from_kernel(facts_612(87380))).n == 4
+
+
+@pytest.mark.parametrize("so_rcvbuf, rmem_max, window", [
+    (16384, 212992, 16 * 1448),            # (32768 - 1448) x 195 / 256 = 23856: whole segments
+    (65536, 212992, 98736),                # (131072 - 1448) x 195 / 256 = 98737, scale 1 (2 B)
+    (262144, 212992, 65535 << 2),          # rmem_max caps the buffer, the header's 16 bits
+    (262144, 16 << 20, 398256),            # (524288 - 1448) x 195 / 256, scale 3 (8 B)
+])
+def test_a_locked_buffer_on_6_12_offers_it_at_the_measured_ratio(so_rcvbuf, rmem_max, window):
+    kernel = facts_612() | {"global": {"net.core.rmem_max": str(rmem_max)}}
+    assert locked_window(so_rcvbuf, kernel, 1448) == window
+
+
+def test_the_autotuned_windows_ceiling_follows_the_release():
+    from wirelab.models.tcp import autotuned_window_max
+    assert autotuned_window_max(client_facts(rmem2=6291456)) == 3145728
+    assert autotuned_window_max(facts_612(rmem2=6291456)) == 6291456 * 195 // 256
+
+
+def test_6_12s_syn_window_is_not_capped_at_64_kb():
+    """keepalive's client (tcp_rmem[1] 4 MiB) on UML 6.12: the server's snd_wnd before
+    the first response was 2096640 B - the SYN's 2 MiB rounded to 1460 B segments, scaled
+    by 128 - not 6.1's 64 KB cap."""
+    rcv = receiver_from_kernel(facts_612(rmem1=4194304, rmem2=6291456))
+    assert rcv.rcv_wnd == 2097152 // 1460 * 1460 and rcv.wscale == 7
+    assert rcv.initial_edge() == 2096640
+    assert rcv.data_clamp == 4194304 * 195 // 256

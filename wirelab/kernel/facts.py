@@ -4,6 +4,12 @@
 It also gives the slab caches a connection allocates: their slot sizes and how SLUB
 merged them (wirelab.measure.slab), read where the lab runs (/proc/slabinfo is root's).
 
+And what a receiver's window clamp is before and after its first data segment, on a veth
+pair between two throw-away namespaces (:func:`veth_window_probe`, ``kernel["rcv_probe"]``):
+from 6.6 on the window is sized by a per-socket ``scaling_ratio`` that the kernel measures
+from the first full segment's skb->len / skb->truesize, which no sysctl says
+(wirelab.models.tcp reads it back from these two clamps).
+
 Predictions are functions of these facts, read at run time and recorded in the run's
 manifest; nothing a model needs is assumed where the kernel can say it.
 """
@@ -68,7 +74,8 @@ def read(ns: str) -> dict:
             continue
     hz = tick()["hz"]
     out = {"release": os.uname().release, "hz": hz, "sysctls": sysctls, "global": glob,
-           "mtu": mtu, "iw_segs": probe["iw_segs"], "slab": slab.caches(SLAB_CACHES)}
+           "mtu": mtu, "iw_segs": probe["iw_segs"], "slab": slab.caches(SLAB_CACHES),
+           "rcv_probe": veth_window_probe()}
     if hz:
         # icsk_rto = ceil((srtt + rto_min) / tick) ticks with 0 < srtt << tick on loopback:
         # the minimum RTO is the RTO less one tick.
@@ -111,6 +118,101 @@ def _loopback_tcp() -> dict:
                 conn.settimeout(5)
                 conn.recv(1)                # the client's FIN: the server closes second
     return {"iw_segs": iw, "rto_ms": rto_ms}
+
+
+# --- the receive window's scaling ratio, over veths --------------------------------
+
+TCP_WINDOW_CLAMP = 10
+#: The probe's two links, client - router - server, as the lab's routed paths (h1 - r1 - h2).
+PROBE_NETS = (("10.255.255.2", "10.255.255.1"), ("10.255.254.2", "10.255.254.1"))
+PROBE_PREFIX = 30
+#: Bytes the probe's sender writes at once: one initial window of full segments, as a
+#: transfer's first round (the kernel measures the ratio on the first full segment).
+PROBE_SEGS = 10
+#: netem delay on each of the probe router's egresses, microseconds: an RTT of 20 ms.
+PROBE_DELAY_US = 10_000
+
+
+def veth_window_probe(timeout_s: float = 5.0) -> dict:
+    """One TCP connection from a client to a server in throw-away namespaces, across a
+    router (veth - forwarding namespace - veth, MTU 1500: the shape of the lab's routed
+    paths, h1 - r1 - h2, with netem's delay on the router: a 20 ms RTT), all at the
+    kernel's default sysctls.  Returned, for the receiving (connecting) socket: its
+    buffer (SO_RCVBUF), advmss, and its window clamp (TCP_WINDOW_CLAMP) right after the
+    handshake (tcp_init_buffer_space: the initial scaling_ratio's window, less one
+    reserved segment) and again once the server's first PROBE_SEGS full segments have
+    arrived, before any is read (6.6+: the ratio measured on the first full segment,
+    tcp_measure_rcv_mss -> tcp_set_window_clamp).  Nothing is read before the second
+    clamp, so autotuning (tcp_rcv_space_adjust) cannot have moved it.
+
+    Why a delay: the ratio is skb->len / skb->truesize of the first full skb that
+    arrives, and how many segments the sender puts in one skb depends on the RTT
+    (tcp_tso_autosize: the pacing rate's 1 ms worth, at least tcp_min_tso_segs = 2, plus
+    64 KB halved for every 512 us of min_rtt, tcp_tso_rtt_log 9: nothing from ~8 ms on).
+    On 6.12 a flight over a bare veth (RTT ~0: one 10-segment skb) measured 227/256,
+    a lab path of r = 50 ms (2-segment skbs) 195/256.  Every lab path the window models
+    serve has r >= 10 ms: 20 ms puts the probe in their regime.  {"error": why} if the
+    probe could not run."""
+    try:
+        return _veth_window_probe(timeout_s)
+    except Exception as e:  # noqa: BLE001 - pyroute2's NetlinkError (no netem...) included
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _veth_window_probe(timeout_s: float) -> dict:
+    import select
+    from contextlib import ExitStack
+
+    from pyroute2.iproute.linux import IPRoute
+    (cli_ip, cli_gw), (srv_ip, srv_gw) = PROBE_NETS
+    with ExitStack() as stack:
+        nodes = {}
+        for name in ("cli", "rtr", "srv"):
+            with netns.throwaway():
+                ipr = stack.enter_context(IPRoute())
+                fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+                stack.callback(os.close, fd)
+                sock = stack.enter_context(socket.socket()) if name != "rtr" else None
+                if name == "rtr":
+                    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+                        f.write("1")
+                nodes[name] = (ipr, fd, sock)
+        ipr_r = nodes["rtr"][0]
+        for end, (ip, gw) in (("cli", PROBE_NETS[0]), ("srv", PROBE_NETS[1])):
+            ipr, fd, _ = nodes[end]
+            ipr_r.link("add", ifname=f"wlp-{end}", kind="veth",
+                       peer={"ifname": "wlp-r", "net_ns_fd": fd})
+            for i, name, addr in ((ipr_r, f"wlp-{end}", gw), (ipr, "wlp-r", ip)):
+                idx = i.link_lookup(ifname=name)[0]
+                i.addr("add", index=idx, address=addr, prefixlen=PROBE_PREFIX)
+                i.link("set", index=idx, state="up")
+                if i is ipr_r:
+                    i.tc("add", "netem", idx, handle=0x10000, delay=PROBE_DELAY_US)
+            ipr.route("add", dst="0.0.0.0/0", gateway=gw)
+        cli, srv = nodes["cli"][2], nodes["srv"][2]
+        assert cli is not None and srv is not None
+        srv.bind((srv_ip, 0))
+        srv.listen(1)
+        cli.settimeout(timeout_s)
+        cli.connect(srv.getsockname())
+        conn, _ = srv.accept()
+        stack.enter_context(conn)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        before = cli.getsockopt(socket.IPPROTO_TCP, TCP_WINDOW_CLAMP)
+        info = tcpinfo.read(cli)
+        size = PROBE_SEGS * info["advmss"]
+        conn.sendall(bytes(size))
+        deadline = time.monotonic() + timeout_s
+        while tcpinfo.read(cli)["bytes_received"] < size:     # all queued, none read
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the probe's {size} bytes did not arrive in {timeout_s:g} s")
+            select.select([], [], [], 0.001)
+        after = cli.getsockopt(socket.IPPROTO_TCP, TCP_WINDOW_CLAMP)
+        rcvbuf = cli.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        return {"path": f"veth - router (netem {PROBE_DELAY_US / 1000:g} ms each way) - veth",
+                "mtu": 1500, "rcvbuf": rcvbuf,
+                "advmss": info["advmss"], "sent_bytes": size,
+                "clamp_after_handshake": before, "clamp_after_data": after}
 
 
 # --- the tick -------------------------------------------------------------------

@@ -505,6 +505,27 @@ def check_socket_memory_per_connection(doc, run):
         if "skbuff_small_head" in filled:           # a head per queued skb: 1 to 5 per connection
             assert m <= filled["skbuff_small_head"][0] <= 5.5 * m, filled
 
+def check_retry_storm_metastable_congestion(doc, run):
+    pts = {p["params"]["policy"]: p for p in doc["points"]}
+    assert set(pts) == {"immediate", "backoff", "budget"}
+    assert run.manifest["backend"] == "host"            # tbf only: the host kernel ran it
+    for row in run.rows:                # every trial: stuck at zero, or back in full
+        stuck = row["policy"] != "budget"
+        g = float(row["goodput_after_ratio"])
+        assert (g < 0.1) if stuck else (g > 0.9), row
+        assert float(row["oob_loss_ratio"]) == 0.0, row          # its own path sees every answer
+        assert float(row["inpath_blind_count"]) == (1.0 if stuck else 0.0), row
+        want = {"immediate": 1000.0, "backoff": 1250.0, "budget": 250.0}[row["policy"]]
+        assert abs(float(row["load_after_per_s"]) - want) <= 0.1 * want, row
+        if not stuck:
+            assert 4.44 <= float(row["recovery_s"]) <= 7.44, row
+    for i, point in enumerate(run.manifest["points"]):  # the timeline: the surge at 5 s for 5 s
+        marks = [json.loads(line)["marks"] for line in
+                 (run.dir / f"raw/point{i:03d}/faults.jsonl").read_text().splitlines()]
+        for m in marks:
+            assert [(round(t), on) for t, on, _ in m] == [(5, True), (10, False)], m
+
+
 CHECKS = {name.removeprefix("check_"): fn for name, fn in globals().items()
           if name.startswith("check_")}
 

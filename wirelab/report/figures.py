@@ -449,21 +449,22 @@ def draw_timeline(fig, gs, spec: Timeline, run, exp, pts: list[dict]):
     axes = [fig.add_subplot(gs[i, 0]) for i in range(len(spec.panels))]
     for a in axes[1:]:
         a.sharex(axes[0])
+    panels = [((cols,) if isinstance(cols, str) else tuple(cols), ylabel) for cols, ylabel in spec.panels]
     spans: list = []
+    t_end = 1.0
     for k, p in enumerate(pts):
         d = Path(run.dir, "raw", f"point{p['point']:03d}")
-        trials = _timeline_rows(d / spec.file)
         label = _label(exp, p["params"], varying, spec.labels) or "measured"
-        for j, rows in enumerate(trials.values()):
-            for ax, (col, _) in zip(axes, spec.panels, strict=True):
-                ax.plot([r["t_s"] for r in rows], [r.get(col) for r in rows], "-o", ms=3,
-                        lw=2.2 if j == 0 else 1.0, alpha=1.0 if j == 0 else 0.35,
-                        color=PALETTE[k % len(PALETTE)], label=label if j == 0 else None)
+        for j, rows in enumerate(_timeline_rows(d / spec.file).values()):
+            t_end = max([t_end, *(r["t_s"] for r in rows)])
+            for ax, (cols, _) in zip(axes, panels, strict=True):
+                for c, col in enumerate(cols):      # a panel's second column: dashed
+                    ax.plot([r["t_s"] for r in rows], [r.get(col) for r in rows], "-o" if c == 0 else "--",
+                            ms=3, lw=2.2 if j == 0 else 1.0, alpha=1.0 if j == 0 else 0.35,
+                            color=PALETTE[k % len(PALETTE)], label=label if j == 0 and c == 0 else None)
         fpath = d / spec.faults
         if not spans and fpath.exists() and fpath.read_text().strip():
             spans = json.loads(fpath.read_text().splitlines()[0])["spans"]
-    t_end = max([1.0, *(r["t_s"] for p in pts for rows in _timeline_rows(
-        Path(run.dir, "raw", f"point{p['point']:03d}", spec.file)).values() for r in rows)])
     for i, (start, end, text) in enumerate(spans):
         for ax in axes:
             ax.axvspan(start, end if end is not None else t_end, color="#999999", alpha=0.18, lw=0)
@@ -471,13 +472,16 @@ def draw_timeline(fig, gs, spec: Timeline, run, exp, pts: list[dict]):
                          xytext=(3, -14 - 14 * (i % 3)), textcoords="offset points", fontsize=12,
                          color="#333333")
     for col, value, text in spec.limits:
-        for ax, (c, _) in zip(axes, spec.panels, strict=True):
-            if c == col:
+        for ax, (cols, _) in zip(axes, panels, strict=True):
+            if col in cols:
                 ax.axhline(value, color="black", ls="--", lw=1.5, label=text)
-    for ax, (_, ylabel) in zip(axes, spec.panels, strict=True):
-        ax.set_ylabel(ylabel)
+    for ax, (_, ylabel) in zip(axes, panels, strict=True):
+        ax.set_ylabel(ylabel, fontsize=13)
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
+        if ax is not axes[-1]:
+            ax.tick_params(labelbottom=False)
+    fig.align_ylabels(axes)
     axes[-1].set_xlabel("time since the workload started [s] (shaded: a fault in force)")
     axes[0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncols=4, frameon=False)
     return fig

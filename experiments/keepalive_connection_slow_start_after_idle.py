@@ -22,11 +22,10 @@ import socket
 import statistics
 import time
 
-from wirelab.errors import LabError
 from wirelab.measure import tcpinfo
 from wirelab.models import tcp
 from wirelab.models.timers import hz_of, nominal_rto_ms, rto_min_of
-from wirelab.peers.listener import RecordingListener, recv_exact, recv_into_exact
+from wirelab.peers.listener import RecordingListener, fetch_ms, recv_exact
 from wirelab.spec import REPORTED, Bars, Choice, Metric, Param, Tolerance
 from wirelab.topologies.routed_path import RoutedPath
 
@@ -71,18 +70,14 @@ CC = "reno"              # no HyStart exit, no cong_control hook: the RFC 2861 p
 IO_TIMEOUT_S = 60.0
 
 
-#: The client's tcp_rmem: a 4 MiB initial buffer, whose window (2 MiB on 6.1, about 3 MiB at
-#: 6.12's measured ratio) holds a whole response from the first one on.
-CLIENT_RMEM = "4096 4194304 6291456"
+CLIENT_RMEM = "4096 4194304 6291456"     # a window of 2 MiB (6.1), ~3 MiB (6.12): a whole response
 
 
 def lab_sysctls(params: dict) -> dict:
-    """tcp_wmem[1] 4 MiB: the server queues a whole response at once, so only cwnd
-    limits a round (16 KiB makes the first warm responses send-buffer-limited).  The
-    client's tcp_rmem[1] 4 MiB: its window never limits one either.  With the default
-    131072 the window the first response leaves for the second is whatever autotuning
-    made of it, which depends on when the reader's copies fall against its RTT samples:
-    on 6.12 536448 B (a second round) in 4 of 12 trials, 1.1-1.7 MB in the others."""
+    """tcp_wmem[1] 4 MiB: the server queues a whole response at once, so only cwnd limits a
+    round; the client's tcp_rmem[1] 4 MiB: its window never does either (with 131072 the
+    window left for the 2nd response is what autotuning made of it: on 6.12 a 2nd round in
+    4 of 12 trials).  The sidecar says more."""
     return {"*": {"net.ipv4.tcp_wmem": "4096 4194304 4194304",
                   "net.ipv4.tcp_limit_output_bytes": "1048576"},
             "h1": {"net.ipv4.tcp_rmem": CLIENT_RMEM},
@@ -90,21 +85,14 @@ def lab_sysctls(params: dict) -> dict:
 
 
 def nominal_rounds(params: dict, kernel: dict) -> list[int]:
-    """Rounds of every response of one trial: cwnd decides.  The receive-window model of
-    the running release (it refuses releases it lacks) must agree: the first response
-    takes no round more than cwnd gives it, and the client's buffer offers a whole
-    response's window without autotuning (the facts are the client's, h1)."""
+    """Rounds of every response of one trial: cwnd decides, as the receive-window model of
+    the running release must agree (tcp.cwnd_decides; the facts are the client's, h1)."""
     r, on = float(params["rtt_ms"]), int(params["slow_start_after_idle"]) == 1
     mss = tcp.mss_from_kernel(kernel)
     n = tcp.segments(RESPONSE_BYTES, mss)
     rto, cwnd = nominal_rto_ms(r, hz_of(kernel), rto_min_of(kernel)), tcp.iw_of(kernel)
-    rcv = tcp.receiver_from_kernel(kernel)
-    if rcv.data_clamp < RESPONSE_BYTES:
-        raise ValueError(f"the client's window clamp {rcv.data_clamp} B is below one response "
-                         f"({RESPONSE_BYTES} B): the window would decide rounds, not cwnd")
     out = [tcp.rounds(cwnd, tcp.TCP_INFINITE_SSTHRESH, n)]
-    if tcp.simulate(RESPONSE_BYTES, cwnd, mss, rcv).n != out[0]:
-        raise ValueError("the client's window would cost the first response a round")
+    tcp.cwnd_decides(RESPONSE_BYTES, cwnd, mss, tcp.receiver_from_kernel(kernel), out[0])
     cwnd = tcp.grown_cwnd(cwnd, n)
     for gap in [WARM_GAP_S, WARM_GAP_S] + [float(params["idle_s"])] * IDLE_RESPONSES:
         # The server last sent data when the previous response's last segment left;
@@ -176,15 +164,6 @@ class _Server(RecordingListener):
             self.put({"before": before, "after": after, "queued_bytes": queued, "cc": cc})
 
 
-def _fetch(client: socket.socket, buf: bytearray) -> float:
-    """One request and its whole response; ms from the send() to the last byte."""
-    t0 = time.perf_counter()
-    client.sendall(REQUEST)
-    if recv_into_exact(client, memoryview(buf)) < RESPONSE_BYTES:
-        raise LabError(f"the server closed before sending {RESPONSE_BYTES} bytes")
-    return (time.perf_counter() - t0) * 1e3
-
-
 def prepare(lab, params: dict, ctx) -> None:
     st = ctx.state
     st.server, st.buf = _Server(lab["h2"], PORT, backlog=8), bytearray(RESPONSE_BYTES)
@@ -205,7 +184,7 @@ def trial(lab, params: dict, ctx) -> dict:
         connect_ms = (time.perf_counter() - t0) * 1e3
         for gap in [0.0, WARM_GAP_S, WARM_GAP_S] + [float(params["idle_s"])] * IDLE_RESPONSES:
             time.sleep(gap)
-            ms = _fetch(client, st.buf)
+            ms = fetch_ms(client, REQUEST, st.buf)
             rec = st.server.record(IO_TIMEOUT_S)
             responses.append({"gap_s": gap, "ms": ms, **rec,
                               **explain_response(rec["before"], rec["after"], ms, r, enabled)})

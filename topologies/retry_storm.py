@@ -22,7 +22,8 @@ from wirelab.spec import Param
 
 PARAMS = [
     Param("clients_count", default=4, min=1, max=16, type=int, help="client hosts"),
-    Param("device_mbps", default=8.0, min=0.1, max=1000.0, help="the device's capacity toward the service, Mbit/s"),
+    Param("device_mbps", default=8.0, min=0.1, max=1000.0,
+          help="the device's capacity toward the service, Mbit/s"),
     Param("device_queue_pkts", default=50, min=2, max=10_000, type=int, help="the device's queue, frames"),
 ]
 

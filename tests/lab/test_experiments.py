@@ -519,11 +519,27 @@ def check_retry_storm_metastable_congestion(doc, run):
         assert abs(float(row["load_after_per_s"]) - want) <= 0.1 * want, row
         if not stuck:
             assert 4.44 <= float(row["recovery_s"]) <= 7.44, row
-    for i, point in enumerate(run.manifest["points"]):  # the timeline: the surge at 5 s for 5 s
+    for i in range(len(run.manifest["points"])):        # the timeline: the surge at 5 s for 5 s
         marks = [json.loads(line)["marks"] for line in
                  (run.dir / f"raw/point{i:03d}/faults.jsonl").read_text().splitlines()]
         for m in marks:
             assert [(round(t), on) for t, on, _ in m] == [(5, True), (10, False)], m
+
+
+def check_bgp_backbone_leak_localpref(doc, run):
+    pts = {p["params"]["fix"]: p for p in doc["points"]}
+    assert set(pts) == {"max_prefix", "local_pref"}
+    assert run.manifest["backend"] == "host"            # FRR and tbf: the host kernel ran it
+    for row in run.rows:                # every trial: all pairs via ATL, capped at its link, back
+        pred = {k.removeprefix("predicted_"): float(v) for k, v in row.items()
+                if k.startswith("predicted_") and v not in ("", None)}
+        assert float(row["atl_path_pct"]) == 100.0, row
+        assert pred["leak_onset_s"] - 0.1 <= float(row["leak_onset_s"]) <= pred["leak_onset_s"] + 1.0, row
+        assert abs(float(row["leak_goodput_mbps"]) / pred["leak_goodput_mbps"] - 1) <= 0.15, row
+        assert abs(float(row["leak_loss_pct"]) - pred["leak_loss_pct"]) <= 4.0, row
+        assert pred["recovery_s"] - 0.1 <= float(row["recovery_s"]) <= pred["recovery_s"] + 1.0, row
+        for k in ("before_goodput_mbps", "after_goodput_mbps"):
+            assert abs(float(row[k]) / pred[k] - 1) <= 0.05, row
 
 
 CHECKS = {name.removeprefix("check_"): fn for name, fn in globals().items()

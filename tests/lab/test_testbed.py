@@ -63,6 +63,35 @@ h1 ping -c5 -i0.2 h2
     assert "delay 40ms" in outputs(pairs, "link r1 r2 delay")[0]
 
 
+def test_link_faults_and_a_partition_at_the_prompt(no_leftovers):
+    """The fault vocabulary of wirelab.lab.faults at the prompt: burst loss one way (netem's
+    Gilbert model), corruption, duplication, reordering; a partition and its healing."""
+    rc, pairs, err = session("router_chain", """\
+link r1 r2 loss=30% burst=4 oneway
+link r1 r2 loss=0% corrupt=1% duplicate=2% reorder=10% delay=5ms
+partition h1 h2
+h1 ! ping -c1 -W1 h2
+h2 ! ping -c1 -W1 h1
+heal
+h1 ping -c1 -W2 h2
+link r1 r2 bogus=1
+""", "n=2")
+    assert rc == 1, err                        # the last line is refused, and ends the script
+    burst = outputs(pairs, "link r1 r2 loss=30%")[0]
+    # p = 0.3 x 0.25 / 0.7 = 10.71%, r = 25%: on r1's egress only
+    assert re.search(r"r1-eth1: qdisc netem .*loss state 10\.71\d*% 25%", burst), burst
+    assert "r2-eth0" not in burst
+    both = outputs(pairs, "link r1 r2 loss=0%")[0]
+    for end in ("r1-eth1", "r2-eth0"):
+        line = next(ln for ln in both.splitlines() if ln.startswith(end))
+        for part in ("delay 5ms", "corrupt 1%", "duplicate 2%", "reorder 10%"):
+            assert part in line, line
+    assert "partition h1 <-> h2" in outputs(pairs, "partition")[0]
+    assert all("0 received" in o for o in outputs(pairs, "h1 ! ping") + outputs(pairs, "h2 ! ping"))
+    assert "1 received" in outputs(pairs, "h1 ping -c1")[0]
+    assert "bogus=1" in outputs(pairs, "link r1 r2 bogus")[0] + err
+
+
 def test_home_nat_mappings_and_no_way_in(no_leftovers):
     rc, pairs, err = session("home_nat", """\
 lan1 curl -s http://web/

@@ -153,7 +153,8 @@ def test_stop_undoes_what_is_in_force_newest_first_and_a_failure_is_a_lab_error(
               faults.Event(2.0, faults.Action("bgp policy edit", broken))]
     clock = Clock()
     player = faults.Player(lab, faults.Timeline(events), clock=clock, wait=clock.wait)
-    with pytest.raises(LabError, match="a fault failed: applying bgp policy edit at 2 s: OSError: vtysh: no such daemon"):
+    said = "a fault failed: applying bgp policy edit at 2 s: OSError: vtysh: no such daemon"
+    with pytest.raises(LabError, match=said):
         with player:
             player._thread.join()
     assert order == ["+a", "+b", "-b", "-a"]

@@ -13,7 +13,7 @@ from matplotlib.patches import Rectangle
 from wirelab.report import analysis, figures
 from wirelab.report.results import read_run
 from wirelab.run import catalog
-from wirelab.spec import Bars, Rounds, Schedule, Sweep, Waterfall
+from wirelab.spec import Bars, Rounds, Schedule, Sweep, Timeline, Waterfall
 
 RUNS = Path(__file__).parents[1] / "data" / "runs"
 KIND = {"tcp_handshake_one_rtt": Sweep, "tls_handshake_rtts": Bars,
@@ -27,7 +27,8 @@ KIND = {"tcp_handshake_one_rtt": Sweep, "tls_handshake_rtts": Bars,
         "flow_control_rwnd_bdp_and_buffer_sysctls": Bars,
         "client_ephemeral_port_exhaustion_tw_reuse": Bars, "accept_backlog_overflow": Bars,
         "server_side_time_wait_accumulation": Bars, "socket_memory_per_connection": Bars,
-        "time_wait_duration_and_fin_timeout": Bars, "connection_capacity_fd_and_4tuple": Bars}
+        "time_wait_duration_and_fin_timeout": Bars, "connection_capacity_fd_and_4tuple": Bars,
+        "bgp_backbone_leak_localpref": Timeline, "retry_storm_metastable_congestion": Timeline}
 
 
 def stored(exp_id: str):

@@ -671,3 +671,14 @@ def round_note(size_bytes: int, iw_segs: int, mss_bytes: int, rtt_ms: float,
     if measured_ms is not None and rtt_ms:
         parts.append(f"measured {measured_ms / rtt_ms:.2f} RTT")
     return "; ".join(parts)
+
+
+def cwnd_decides(size_bytes: int, iw_segs: int, mss_bytes: int, receiver: Receiver, rounds_n: int) -> None:
+    """ValueError unless cwnd alone decides the rounds of SIZE_BYTES sent from IW_SEGS
+    (ROUNDS_N of them): the receiver's buffer offers a window of the whole size without
+    autotuning, and its window costs the first transfer no round."""
+    if receiver.data_clamp < size_bytes:
+        raise ValueError(f"the client's window clamp {receiver.data_clamp} B is below one response "
+                         f"({size_bytes} B): the window would decide rounds, not cwnd")
+    if simulate(size_bytes, iw_segs, mss_bytes, receiver).n != rounds_n:
+        raise ValueError("the client's window would cost the first response a round")

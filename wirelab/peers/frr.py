@@ -95,6 +95,16 @@ def vtysh_argv(directory: Path) -> list[str]:
     return ["vtysh", "--vty_socket", str(directory)]
 
 
+def vty(node, directory: Path, *lines: str, timeout_s: float = 20.0) -> str:
+    """Run LINES (``configure terminal``, ``show ip bgp`` ...) in NODE's vtysh, one ``-c``
+    each; its output.  LabError when vtysh fails or answers an error (a line with ``%``)."""
+    argv = vtysh_argv(directory) + [w for ln in lines for w in ("-c", ln)]
+    res = node.run(argv, check=False, timeout_s=timeout_s)
+    if res.returncode or "%" in res.stdout:
+        raise LabError(f"vtysh {lines} on {node.name}: {(res.stdout + res.stderr).strip()[-300:]}")
+    return res.stdout
+
+
 def start(lab, node: str, decl: dict, timeout_s: float = 30.0) -> Path:
     """Check and start FRR in NODE as DECL says; return its directory (for vtysh)."""
     ok, why = available()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -123,3 +124,13 @@ def recv_into_exact(sock: socket.socket, view: memoryview) -> int:
             break
         got += k
     return got
+
+
+def fetch_ms(client: socket.socket, request: bytes, buf: bytearray) -> float:
+    """Send REQUEST and read a response of exactly len(BUF) bytes into BUF: ms from the
+    send() to the last byte.  LabError if the server closes first."""
+    t0 = time.perf_counter()
+    client.sendall(request)
+    if recv_into_exact(client, memoryview(buf)) < len(buf):
+        raise LabError(f"the server closed before sending {len(buf)} bytes")
+    return (time.perf_counter() - t0) * 1e3

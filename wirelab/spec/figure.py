@@ -70,9 +70,10 @@ class Schedule:
 @dataclass(frozen=True)
 class Timeline:
     """Symptoms in time with the faults marked: one panel per (column, axis label) of
-    PANELS (a tuple of columns: the second and later dashed), stacked on one time axis, a line per grid point (LABELS name them), read from
-    raw/pointNNN/FILE (wirelab.measure.series); each fault's planned span shaded and named
-    from FAULTS; LIMITS: (column, value, text) horizontal lines a symptom is judged by."""
+    PANELS (a tuple of columns: the second and later dashed), stacked on one time axis, a
+    line per grid point (LABELS name them), read from raw/pointNNN/FILE
+    (wirelab.measure.series); each fault's planned span shaded and named from FAULTS;
+    LIMITS: (column, value, text) horizontal lines a symptom is judged by."""
     question: str
     panels: tuple = ()
     file: str = "timeline.csv"

@@ -5,7 +5,12 @@
     shell NODE                      an interactive shell in NODE
     link A B down|up                take the link between A and B down, or up
     link A B delay=80ms jitter=5ms loss=1% rate=10mbit queue=100
-                                    change the link live, both directions
+             corrupt=1% duplicate=1% reorder=25% [burst=5] [oneway]
+                                    change the link live, both directions (oneway: A's
+                                    egress only); burst=N makes the loss come in bursts
+                                    of N packets on average (netem's Gilbert model)
+    partition A,B C,D [oneway]      drop what A and B send to C and D (and back)
+    heal                            undo every partition
     sysctl NODE name[=value]        read or set a per-namespace sysctl
     capture NODE[:IFACE] SECONDS    write a pcap under the results directory
     until SECONDS NODE COMMAND...   run COMMAND in NODE until it succeeds (convergence)
@@ -31,7 +36,7 @@ import time
 from pathlib import Path
 
 from wirelab.errors import BadInput, GlobalSysctlError, LabError, WirelabError
-from wirelab.lab import mounts
+from wirelab.lab import faults, mounts
 from wirelab.lab.shaping import Shaping
 
 #: link parameters at the prompt -> (Shaping field, unit suffixes and their factors)
@@ -41,6 +46,10 @@ LINK_KEYS = {
     "loss": ("loss_pct", {"%": 1.0, "": 1.0}),
     "rate": ("bw_mbps", {"kbit": 0.001, "mbit": 1.0, "gbit": 1000.0, "bit": 1e-6}),
     "queue": ("queue_pkts", {"": 1.0, "p": 1.0, "pkts": 1.0}),
+    "corrupt": ("corrupt_pct", {"%": 1.0, "": 1.0}),
+    "duplicate": ("duplicate_pct", {"%": 1.0, "": 1.0}),
+    "reorder": ("reorder_pct", {"%": 1.0, "": 1.0}),
+    "burst": ("burst_len_pkts", {"": 1.0, "p": 1.0, "pkts": 1.0}),
 }
 CAPTURE_MAX_S = 3600
 
@@ -73,6 +82,7 @@ class Console(cmd.Cmd):
         self.results_dir = Path(results_dir)
         self.interactive = interactive
         self.status = 0
+        self.partitions: list = []          # the undo of each partition in force
         self.names = [n for n in lab.topo.nodes() if not lab.topo.isSwitch(n)]
         self.switches = [n for n in lab.topo.nodes() if lab.topo.isSwitch(n)]
         self.addrs = {}
@@ -283,26 +293,52 @@ class Console(cmd.Cmd):
                          "installed again")
             return False
         changes: dict = {}
-        for w in words[2:]:
+        oneway = "oneway" in words[2:]
+        for w in (w for w in words[2:] if w != "oneway"):
             key, sep, raw = w.partition("=")
             if not sep or key not in LINK_KEYS:
-                raise Failed(f"link: {w!r}: expected down, up or KEY=VALUE with KEY one of "
-                             f"{', '.join(LINK_KEYS)}")
+                raise Failed(f"link: {w!r}: expected down, up, oneway or KEY=VALUE with KEY one "
+                             f"of {', '.join(LINK_KEYS)}")
             changes[LINK_KEYS[key][0]] = parse_link_value(key, raw)
-        for node, ifname in ends:
-            intf = node.intfs[ifname]
-            wanted = {**intf.shaping.as_dict(), **changes}
-            Shaping.from_params(wanted, f"link {words[0]}-{words[1]}")     # checks ranges
-            try:
-                self.lab.shape(_topo_name(self.lab, node, ifname), ifname, **wanted)
-            except Exception as e:   # noqa: BLE001 - netlink's own words, for the user
-                raise Failed(f"link {words[0]}-{words[1]}: the kernel refused the qdisc on "
-                             f"{ifname} ({e}); a kernel without netem needs --kernel uml") from e
-        for node, ifname in ends:
+        if "burst_len_pkts" in changes:         # loss=20% burst=5: the loss comes in bursts
+            changes["burst_loss_pct"] = changes.pop("loss_pct", None) or 0.0
+            changes.setdefault("loss_pct", 0.0)
+        elif "loss_pct" in changes:             # plain loss replaces a burst model
+            changes |= {"burst_loss_pct": 0.0, "burst_len_pkts": 0.0}
+        try:
+            fault = faults.Impair(words[0], words[1], changes, direction="a>b" if oneway else "both")
+        except BadInput as e:
+            raise Failed(str(e)) from None
+        try:
+            fault.apply(self.lab)
+        except Exception as e:   # noqa: BLE001 - netlink's own words, for the user
+            raise Failed(f"link {words[0]}-{words[1]}: the kernel refused the qdisc ({e}); a "
+                         "kernel without netem needs --kernel uml") from e
+        for node, ifname in ends[:1] if oneway else ends:
             res = subprocess.run(["tc", "qdisc", "show", "dev", ifname], capture_output=True,
                                  text=True, preexec_fn=mounts.preexec(node.ns))
             for q in res.stdout.splitlines():
                 self.say(f"{ifname}: {q.strip()}")
+        return False
+
+    def do_partition(self, arg: str) -> bool:
+        """partition A,B C,D [oneway]: drop what A and B send to C and D (and back)"""
+        words = arg.split()
+        if len(words) not in (2, 3) or (len(words) == 3 and words[2] != "oneway"):
+            raise Failed("usage: partition A,B C,D [oneway]")
+        groups = [tuple(w.split(",")) for w in words[:2]]
+        for name in (n for g in groups for n in g):
+            self.node(name)
+        fault = faults.Partition(groups[0], groups[1], one_way=len(words) == 3)
+        self.partitions.append(fault.apply(self.lab))
+        self.say(f"{fault.describe()} (heal undoes it)")
+        return False
+
+    def do_heal(self, arg: str) -> bool:
+        """heal: undo every partition"""
+        while self.partitions:
+            self.partitions.pop()()
+        self.say("every partition healed")
         return False
 
     def do_sysctl(self, arg: str) -> bool:

@@ -79,7 +79,7 @@ link r1 r2 bogus=1
     assert rc == 1, err                        # the last line is refused, and ends the script
     burst = outputs(pairs, "link r1 r2 loss=30%")[0]
     # p = 0.3 x 0.25 / 0.7 = 10.71%, r = 25%: on r1's egress only
-    assert re.search(r"r1-eth1: qdisc netem .*loss state 10\.71\d*% 25%", burst), burst
+    assert re.search(r"r1-eth1: qdisc netem .*loss gemodel p 10\.71\d*% r 25% 1-h 100% 1-k 0%", burst), burst
     assert "r2-eth0" not in burst
     both = outputs(pairs, "link r1 r2 loss=0%")[0]
     for end in ("r1-eth1", "r2-eth0"):

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 
 from wirelab.errors import LabError
 from wirelab.lab import netns
+from wirelab.lab.cgroup import Caps
 from wirelab.lab.sysctl import read_global
 from wirelab.lab.wait import poll
 from wirelab.measure import slab
@@ -37,6 +38,7 @@ SECTION = "§3 'Each socket holds: memory (~3.5KB on Linux)'; §7 '1 million con
 TEXT_SAYS = "Each socket holds: memory (~3.5KB on Linux) ... 1 million connections: ~3.5GB kernel memory"
 TOPOLOGY, TOPOLOGY_PARAMS = SingleLink, ()
 NEEDS: set[str] = set()
+CAPS = Caps(memory_mb=8192)     # 4,000 filled ends hold ~300 MB; N is sized from 1/16 of the room
 PARAMS = [Param("connections_count", default=4000, min=100, max=50000, type=int, grid=(4000, 8000),
                 quick=(4000,), help="connections per trial (capped by the fd hard limit and memory)")]
 REPEATS = QUICK_REPEATS = 3

@@ -144,5 +144,7 @@ def test_a_paused_server_answers_late_and_a_killed_one_never(phases):
     assert pause["answered_during"] <= 2 and pause["answered"] > 0.3 * pause["sent"]
     assert pause["answered"] + pause["h2"]["RcvbufErrors"] == pause["sent"], pause["h2"]
     assert max(pause["rtts"]) > 1.5
-    assert phases["after_pause"]["ratio"] == 1.0
+    after = phases["after_pause"]   # the first probe after SIGCONT may still find the buffer full
+    assert after["answered"] + after["h2"]["RcvbufErrors"] == after["sent"]
+    assert after["h2"]["RcvbufErrors"] <= 2
     assert phases["kill"]["answered"] == 0 and phases["kill"]["h2"]["NoPorts"] >= phases["kill"]["sent"] - 5

@@ -95,6 +95,7 @@ def main() -> None:
                     except OSError as e:
                         errors[seq] = e.strerror or str(e)
                     seq, k = seq + 1, k + 1
+                time.sleep(max(0.0, end - 0.02 - time.monotonic()))      # the last probe arrived
                 counters.append(udp_counters(lab["h2"].ns))
             time.sleep(0.3)
             marks = [[m.t_s, m.apply, m.text] for m in player.marks]

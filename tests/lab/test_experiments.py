@@ -542,6 +542,24 @@ def check_bgp_backbone_leak_localpref(doc, run):
             assert abs(float(row[k]) / pred[k] - 1) <= 0.05, row
 
 
+def check_anycast_resolver_withdrawal_and_hijack(doc, run):
+    pts = {p["params"]["event"]: p for p in doc["points"]}
+    assert set(pts) == {"unreachable", "blackhole", "hijack"}
+    assert run.manifest["backend"] == "host"            # FRR and dnsmasq in namespaces, no qdisc needed
+    for row in run.rows:                # every trial: glibc's timers, the answers, BGP within 1 s + MRAI
+        pred = {k.removeprefix("predicted_"): float(v) for k, v in row.items()
+                if k.startswith("predicted_") and v not in ("", None)}
+        for k in ("two_lookup_s", "one_lookup_s"):
+            assert pred[k] - 0.01 <= float(row[k]) <= pred[k] + 0.1, (k, row)
+        for k in ("two_ok_pct", "one_ok_pct", "wrong_pct", "after_ok_pct", "mrai_s"):
+            assert float(row[k]) == pred[k], (k, row)
+        for k in ("converge_s", "recovery_s"):
+            assert 0.0 <= float(row[k]) <= pred[k] + 1.0, (k, row)
+    for p in doc["points"]:             # the model: a silent anycast address costs glibc's 5 s per try
+        want = {"unreachable": (0.0, 0.0), "blackhole": (5.0, 10.0), "hijack": (0.0, 0.0)}
+        assert (p["predicted"]["two_lookup_s"], p["predicted"]["one_lookup_s"]) == want[p["params"]["event"]]
+
+
 CHECKS = {name.removeprefix("check_"): fn for name, fn in globals().items()
           if name.startswith("check_")}
 

@@ -28,7 +28,8 @@ KIND = {"tcp_handshake_one_rtt": Sweep, "tls_handshake_rtts": Bars,
         "client_ephemeral_port_exhaustion_tw_reuse": Bars, "accept_backlog_overflow": Bars,
         "server_side_time_wait_accumulation": Bars, "socket_memory_per_connection": Bars,
         "time_wait_duration_and_fin_timeout": Bars, "connection_capacity_fd_and_4tuple": Bars,
-        "bgp_backbone_leak_localpref": Timeline, "retry_storm_metastable_congestion": Timeline}
+        "bgp_backbone_leak_localpref": Timeline, "retry_storm_metastable_congestion": Timeline,
+        "anycast_resolver_withdrawal_and_hijack": Timeline}
 
 
 def stored(exp_id: str):

@@ -31,7 +31,9 @@ PARAMS = [
 class RetryStorm(Topo):
     def build(self, clients_count: int = 4, device_mbps: float = 8.0, device_queue_pkts: int = 50):
         s1 = self.addSwitch("s1")
-        self.addHost("r1", router=True)
+        # the service's out-of-band address too, so its name (first address: 10.0.3.2)
+        # answers from the clients' side; the oob host's own link stays the only other path
+        self.addHost("r1", router=True, routes=[("10.0.3.0/24", "10.0.2.2")])
         self.addLink("r1", s1, params1={"ip": "10.0.1.1/24"})
         for i in range(1, int(clients_count) + 1):
             self.addHost(f"c{i}", routes=[("default", "10.0.1.1")])

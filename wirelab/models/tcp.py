@@ -125,6 +125,15 @@ def formula_rounds(size_bytes: int, iw_segs: int, mss_bytes: int) -> int:
     return k
 
 
+def window_scale(enabled: bool, full_space: int, rmem2: int, rmem_max: int) -> int:
+    """tcp_select_initial_window's window scale (the same rule in 6.1 and 6.12): enough to
+    offer the largest buffer the socket may grow to."""
+    if not enabled:
+        return 0
+    space = min(max(full_space, rmem2, rmem_max), U16_MAX << TCP_MAX_WSCALE)
+    return max(0, min(space.bit_length() - 1 - 15, TCP_MAX_WSCALE))
+
+
 def _align_up(x: int, unit: int) -> int:
     return -(-x // unit) * unit
 
@@ -167,11 +176,7 @@ class Receiver:
 
     @property
     def wscale(self) -> int:
-        if not self.window_scaling:
-            return 0
-        space = max(self.full_space, self.rmem2, self.rmem_max)
-        space = min(space, U16_MAX << TCP_MAX_WSCALE)
-        return max(0, min(space.bit_length() - 1 - 15, TCP_MAX_WSCALE))
+        return window_scale(self.window_scaling, self.full_space, self.rmem2, self.rmem_max)
 
     @property
     def window_clamp(self) -> int:
@@ -300,11 +305,7 @@ class ScaledReceiver:
 
     @property
     def wscale(self) -> int:
-        if not self.window_scaling:
-            return 0
-        space = max(self.full_space, self.rmem2, self.rmem_max)
-        space = min(space, U16_MAX << TCP_MAX_WSCALE)
-        return max(0, min(space.bit_length() - 1 - 15, TCP_MAX_WSCALE))
+        return window_scale(self.window_scaling, self.full_space, self.rmem2, self.rmem_max)
 
     @property
     def data_clamp(self) -> int:

@@ -46,6 +46,8 @@ bench: setup
 	$(VENV)/bin/python benchmarks/setup_bench.py
 	$(VENV)/bin/wirelab exec --kernel uml -- $(VENV)/bin/python benchmarks/setup_bench.py
 	$(VENV)/bin/python benchmarks/up_bench.py
+	$(VENV)/bin/wirelab exec --kernel uml -- $(VENV)/bin/python benchmarks/netem_timing.py
+	WIRELAB_UML_IDLE=sleep $(VENV)/bin/wirelab exec --kernel uml -- $(VENV)/bin/python benchmarks/netem_timing.py
 
 clean:
 	$(VENV)/bin/wirelab clean

@@ -45,6 +45,7 @@ class Settings:
     uml_modules: str
     keep_uml_ctl: bool
     uml_kernel: str
+    uml_idle: str
     verbose: bool
 
     def env(self) -> dict[str, str]:
@@ -56,6 +57,7 @@ class Settings:
                 "WIRELAB_UML_MODULES": self.uml_modules,
                 "WIRELAB_KEEP_UML_CTL": str(int(self.keep_uml_ctl)),
                 "WIRELAB_UML_KERNEL": self.uml_kernel,
+                "WIRELAB_UML_IDLE": self.uml_idle,
                 "WIRELAB_VERBOSE": str(int(self.verbose))}
 
 
@@ -81,6 +83,21 @@ def _mem_mb(environ) -> int:
     return value
 
 
+#: What a UML guest's CPU does when it has nothing to run (WIRELAB_UML_IDLE): "poll" keeps
+#: it busy with a lowest-priority spinner, so the guest's timers fire on a running host
+#: process; "sleep" lets it sleep until the next timer (the host then has to wake it);
+#: empty: poll for measurements, sleep for an interactive session.
+UML_IDLE_CHOICES = ("", "poll", "sleep")
+
+
+def _idle(environ) -> str:
+    value = environ.get("WIRELAB_UML_IDLE", "").strip().lower()
+    if value not in UML_IDLE_CHOICES:
+        raise BadInput(f"WIRELAB_UML_IDLE={value!r}: allowed poll, sleep, or empty (poll for "
+                       "measurements, sleep at an interactive terminal)")
+    return value
+
+
 def from_environment(environ=None, *, results_dir: str | Path | None = None,
                      verbose: bool | None = None) -> Settings:
     """Settings from ENVIRON (os.environ by default), flags on top."""
@@ -95,6 +112,7 @@ def from_environment(environ=None, *, results_dir: str | Path | None = None,
         uml_modules=env.get("WIRELAB_UML_MODULES", ""),
         keep_uml_ctl=_flag(env, "WIRELAB_KEEP_UML_CTL"),
         uml_kernel=env.get("WIRELAB_UML_KERNEL", "").strip(),
+        uml_idle=_idle(env),
         verbose=_flag(env, "WIRELAB_VERBOSE") if verbose is None else verbose)
 
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from wirelab import settings
-from wirelab.errors import EnvironmentProblem
+from wirelab.errors import BadInput, EnvironmentProblem
 from wirelab.kernel import uml
 
 NASTY = ["a b; rm -rf /", "$(touch pwned)", "`touch pwned`", "it's", '"dq"', "*", "~",
@@ -88,7 +88,8 @@ def test_guest_protocol_travels_in_one_variable():
     # Ours comes after anything copied from the caller's environment.
     assert lines.index(ours[-1]) > lines.index("export WIRELAB_GUEST=forged")
     value = json.loads(shlex.split(ours[-1].split("=", 1)[1])[0])
-    assert value == {"outputs": f"{uml.GUEST_CTL}/outputs", "stderr_tty": sys.stderr.isatty()}
+    assert value == {"outputs": f"{uml.GUEST_CTL}/outputs", "stderr_tty": sys.stderr.isatty(),
+                     "idle": "sleep"}
     assert not [ln for ln in lines if ln.startswith(("export WIRELAB_IN_UML",
                                                      "export WIRELAB_GUEST_OUTPUTS"))]
     assert lines[-1] == "exec true"
@@ -135,3 +136,80 @@ def test_results_outside_the_project_are_written_through(tmp_path):
 def test_folders_under_tmp_are_mounted_for_reading():
     got = uml.visible(["/tmp/venv", "/usr/lib", "/tmp/venv/lib", "/tmp/w/exp"], ["/tmp/w"])
     assert got == ["/tmp/venv"]
+
+
+# --- the idle shim (idle_shim.c) -----------------------------------------------------
+
+_SUSPEND = """
+import ctypes, json, resource, signal, sys, time
+got = []
+signal.signal(signal.SIGALRM, lambda *a: got.append(time.monotonic()))
+signal.signal(signal.SIGUSR1, lambda *a: got.append(-1))
+libc = ctypes.CDLL(None, use_errno=True)
+block, empty = ctypes.create_string_buffer(128), ctypes.create_string_buffer(128)
+libc.sigemptyset(empty)
+libc.sigemptyset(block)
+libc.sigaddset(block, signal.SIGUSR1)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+t0, r0 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
+ret = libc.sigsuspend(block)     # SIGUSR1 stays blocked: only SIGALRM may end it
+err = ctypes.get_errno()
+t1, r1 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
+mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+print(json.dumps({"ret": ret, "eintr": err == 4, "wall": t1 - t0, "handled": len(got),
+                  "cpu": (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime),
+                  "usr1_still_blocked": signal.SIGUSR1 in mask, "alrm_blocked": signal.SIGALRM in mask}))
+"""
+
+
+def _suspend_with_shim(mode: str) -> dict:
+    lib = uml.idle_shim()
+    if lib is None:
+        pytest.skip("no C compiler to build the idle shim")
+    env = {**os.environ, "LD_PRELOAD": str(lib), "WIRELAB_UML_IDLE": mode}
+    res = subprocess.run([sys.executable, "-c", _SUSPEND], capture_output=True, text=True,
+                         timeout=30, env=env)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+@pytest.mark.parametrize("mode", ["poll", "sleep"])
+def test_the_idle_shim_keeps_sigsuspend_s_meaning(mode, tmp_path, monkeypatch):
+    """Either way sigsuspend() returns -1/EINTR once the alarm's handler has run, not before,
+    with the caller's mask back as it was; polling spends the wait on the CPU, sleeping
+    does not."""
+    monkeypatch.setattr(settings, "_current", None)
+    monkeypatch.setenv("WIRELAB_CACHE_DIR", str(tmp_path))
+    out = _suspend_with_shim(mode)
+    assert out["ret"] == -1 and out["eintr"] and out["handled"] == 1
+    assert 0.28 <= out["wall"] < 2.0
+    assert out["usr1_still_blocked"] and not out["alrm_blocked"]
+    if mode == "poll":
+        assert out["cpu"] >= 0.5 * out["wall"]
+    else:
+        assert out["cpu"] < 0.1
+
+
+def test_idle_mode_polls_unless_a_person_is_at_the_terminal(monkeypatch):
+    monkeypatch.setattr(settings, "_current", None)
+    monkeypatch.delenv("WIRELAB_UML_IDLE", raising=False)
+    assert uml.idle_mode(interactive=False) == "poll"
+    assert uml.idle_mode(interactive=True) == "sleep"
+    monkeypatch.setattr(settings, "_current", None)
+    monkeypatch.setenv("WIRELAB_UML_IDLE", "sleep")
+    assert uml.idle_mode(interactive=False) == "sleep"
+    monkeypatch.setattr(settings, "_current", None)
+    monkeypatch.setenv("WIRELAB_UML_IDLE", "spin")
+    with pytest.raises(BadInput, match="WIRELAB_UML_IDLE='spin': allowed poll, sleep"):
+        settings.current()
+    monkeypatch.setattr(settings, "_current", None)
+
+
+def test_the_guest_is_told_how_it_idles():
+    s = _script(["true"])
+    line = next(ln for ln in s.splitlines() if settings.GUEST_ENV in ln)
+    assert json.loads(shlex.split(line.split("=", 1)[1])[0])["idle"] == "sleep"
+    s = uml.command_script(["true"], "/", {}, "poll")
+    line = next(ln for ln in s.splitlines() if settings.GUEST_ENV in ln)
+    assert json.loads(shlex.split(line.split("=", 1)[1])[0])["idle"] == "poll"

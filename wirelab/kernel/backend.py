@@ -39,7 +39,8 @@ def resolve(requested: str, needs) -> tuple[str, str]:
     if requested not in CHOICES:
         raise BadInput(f"unknown kernel backend {requested!r}; allowed: {', '.join(CHOICES)}")
     if settings.inside_guest():
-        return "host", f"already inside the UML guest (kernel {os.uname().release})"
+        idle = (settings.guest() or {}).get("idle", "sleep")
+        return "host", f"already inside the UML guest (kernel {os.uname().release}, idle {idle})"
     needs = set(needs) | {"netns"}
     missing = missing_on_host(needs)
     if requested == "uml":

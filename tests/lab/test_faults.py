@@ -68,6 +68,7 @@ def phases():
     assert res.returncode == 0, res.stderr[-3000:]
     doc = json.loads(res.stdout.strip().splitlines()[-1])
     assert max(doc["settle_s"]) < 1.0, doc["settle_s"]          # each fault took effect in time
+    assert doc["h1"] == {"RcvbufErrors": 0, "InErrors": 0}, doc["h1"]     # the prober lost nothing
     return analyse(doc)
 
 

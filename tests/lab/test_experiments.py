@@ -560,6 +560,28 @@ def check_anycast_resolver_withdrawal_and_hijack(doc, run):
         assert (p["predicted"]["two_lookup_s"], p["predicted"]["one_lookup_s"]) == want[p["params"]["event"]]
 
 
+def check_memcached_reflection_and_edge_filtering(doc, run):
+    pts = {p["params"]["filter"]: p for p in doc["points"]}
+    assert set(pts) == {"none", "host", "edge"}
+    assert run.manifest["backend"] == "host"            # tbf only: the host kernel ran it
+    for row in run.rows:                # every trial, byte for byte and per filter
+        pred = {k.removeprefix("predicted_"): float(v) for k, v in row.items()
+                if k.startswith("predicted_") and v not in ("", None)}
+        assert float(row["datagrams_count"]) == pred["datagrams_count"] == 754.0, row
+        for m in ("amplification_x", "amplification_payload_x", "amplification_10keys_x"):
+            assert abs(float(row[m]) / pred[m] - 1) <= 1e-3, (m, row)   # exact, but for a stray ARP frame
+        assert abs(float(row["flood_mbps"]) / pred["flood_mbps"] - 1) <= 0.05, row
+        assert 0.9 <= float(row["before_ratio"]) <= 1.0, row
+        g = float(row["goodput_ratio"])
+        assert (g >= 0.9) if row["filter"] == "edge" else (g <= 0.05), row
+    for i, p in enumerate(run.manifest["points"]):      # the attack at 3 s for 6 s; a filter from 0
+        for line in (run.dir / f"raw/point{i:03d}/faults.jsonl").read_text().splitlines():
+            marks = [(round(t), on) for t, on, _ in json.loads(line)["marks"]]
+            attack = [(3, True), (9, False)]
+            filt = p["params"]["filter"] != "none"
+            assert sorted(marks) == sorted(attack + ([(0, True), (11, False)] if filt else [])), marks
+
+
 CHECKS = {name.removeprefix("check_"): fn for name, fn in globals().items()
           if name.startswith("check_")}
 

@@ -199,3 +199,16 @@ def test_events_refuse_negative_times():
         faults.Event(-1, faults.Down("h1", "h2"))
     with pytest.raises(BadInput, match="for_s 0"):
         faults.Event(1, faults.Down("h1", "h2"), for_s=0)
+
+
+def test_periodic_calls_at_its_rate_until_undone():
+    calls: list[float] = []
+    act = faults.periodic("tick", 50.0, lambda: calls.append(time.monotonic()))
+    undo = act.apply(None)
+    time.sleep(0.3)
+    undo()
+    n = len(calls)
+    time.sleep(0.1)
+    assert len(calls) == n and 12 <= n <= 17, n             # 0.3 s at 50/s, the first at once
+    with pytest.raises(BadInput, match="rate 0"):
+        faults.periodic("never", 0, lambda: None)

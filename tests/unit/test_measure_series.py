@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
+import time
 
 import pytest
 
@@ -54,3 +56,16 @@ def test_write_appends_each_trial_with_its_faults(tmp_path):
         ("0", "0.5", "1.0"), ("0", "1.5", "0.0"), ("1", "0.5", "1.0"), ("1", "1.5", "0.0")]
     rec = json.loads((tmp_path / "raw/point000/faults.jsonl").read_text())
     assert rec == {"repeat": 0, "spans": [[1.0, 3.0, "h1-h2 down"]], "marks": [[1.01, True, "h1-h2 down"]]}
+
+
+def test_sample_counts_a_counters_growth_in_units():
+    s, stop, value = series.Series(1.0), threading.Event(), [0]
+    s.start()
+    t = series.sample(s, "x_kbit", lambda: value[0], stop, every_s=0.01)
+    for _ in range(10):
+        value[0] += 1000            # 8 kbit each
+        time.sleep(0.02)
+    time.sleep(0.05)
+    stop.set()
+    t.join(2)
+    assert s.rate("x_kbit", 0, 1) == 80.0       # 10,000 bytes: 80 units of 125 B, no remainder lost

@@ -7,10 +7,12 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
 from wirelab.errors import LabError
+from wirelab.measure import series
 from wirelab.peers import stream
 
 
@@ -77,3 +79,20 @@ def test_a_body_cut_short_is_a_lab_fault():
         with pytest.raises(LabError, match="cut short"):
             stream.receive(_Node(client=True), "127.0.0.1", ls.getsockname()[1], 11, timeout_s=5)
         t.join(5)
+
+
+def test_a_download_counts_what_arrives_until_stopped():
+    class Node:
+        def socket(self):
+            return socket.socket()
+    s = series.Series(1.0)
+    s.start()
+    port = None
+    for _ in range(2):                      # a second download on the same port: it rebinds
+        d = stream.Download(Node(), Node(), "127.0.0.1", port or 0, s)
+        port = d._conn.getsockname()[1]
+        d.start()
+        time.sleep(0.2)
+        d.stop()
+    got = s.rate("goodput_kbit", 0, 1)
+    assert got > 100, got                   # at least 12.5 kB over loopback in 0.4 s

@@ -29,6 +29,7 @@ KIND = {"tcp_handshake_one_rtt": Sweep, "tls_handshake_rtts": Bars,
         "server_side_time_wait_accumulation": Bars, "socket_memory_per_connection": Bars,
         "time_wait_duration_and_fin_timeout": Bars, "connection_capacity_fd_and_4tuple": Bars,
         "bgp_backbone_leak_localpref": Timeline, "retry_storm_metastable_congestion": Timeline,
+        "memcached_reflection_and_edge_filtering": Timeline,
         "anycast_resolver_withdrawal_and_hijack": Timeline}
 
 

@@ -33,6 +33,7 @@ TOOLS = {
     "curl": (["curl", "--version"], r"curl (\S+)"),
     "openssl": (["openssl", "version"], r"OpenSSL (\S+)"),
     "nginx": (["nginx", "-v"], r"nginx/(\S+)"),
+    "memcached": (["memcached", "-V"], r"memcached (\S+)"),
     "iptables": (["iptables", "--version"], r"v(\S+)"),
     "ethtool": (["ethtool", "--version"], r"version (\S+)"),
     "tc": (["tc", "-V"], r"iproute2-([\w.]+)"),

@@ -169,6 +169,30 @@ class Action:
         return self.do(lab) or (lambda: None)
 
 
+def periodic(text: str, rate_per_s: float, fn: Callable[[], object]) -> Action:
+    """An Action that calls FN RATE_PER_S times a second, evenly spaced from when it is
+    applied, in a thread, until it is undone (a generator bounded by its event's span)."""
+    if not rate_per_s > 0:
+        raise BadInput(f"{text}: rate {rate_per_s!r} a second: must be > 0")
+
+    def do(lab) -> Undo:
+        stop = threading.Event()
+
+        def run() -> None:
+            t0, n = time.monotonic(), 0
+            while not stop.wait(max(0.0, t0 + n / rate_per_s - time.monotonic())):
+                fn()
+                n += 1
+        t = threading.Thread(target=run, name=text, daemon=True)
+        t.start()
+
+        def undo() -> None:
+            stop.set()
+            t.join(5)
+        return undo
+    return Action(text, do)
+
+
 Fault = Impair | Down | Partition | Signal | Action
 
 

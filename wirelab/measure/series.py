@@ -73,6 +73,21 @@ class Series:
             return out
 
 
+def sample(series: Series, name: str, read, stop: threading.Event, every_s: float = 0.1,
+           unit: int = 125) -> threading.Thread:
+    """A started thread that reads the growing counter READ() every EVERY_S until STOP and
+    counts its growth into SERIES as NAME, in UNITs (125 bytes: NAME_per_s is kbit/s)."""
+    def run() -> None:
+        last = read()
+        while not stop.wait(every_s):
+            k, rest = divmod(read() - last, unit)
+            series.count(name, n=k)
+            last += k * unit
+    t = threading.Thread(target=run, name=f"sample {name}", daemon=True)
+    t.start()
+    return t
+
+
 def write(raw, repeat: int, series: Series, end_s: float, player=None) -> None:
     """Append trial REPEAT's rows to raw/pointNNN/timeline.csv (a header when new) and, with
     PLAYER, its faults (planned spans and the moments they took effect) to faults.jsonl."""

@@ -117,3 +117,48 @@ def receive(node, addr: str, port: int, size: int, timeout_s: float = 30.0) -> N
             raise LabError("the response was cut short")
     finally:
         sock.close()
+
+
+class Download:
+    """A TCP download that runs until stopped: a thread in SRC writes as fast as it may, one
+    in DST reads and counts what arrives into SERIES as NAME in kbit (NAME_per_s: kbit/s).
+    The sockets are made at once (connected when this returns); ``start()``, ``stop()``."""
+
+    def __init__(self, src, dst, addr: str, port: int, series, name: str = "goodput_kbit"):
+        self.series, self.name, self._stop = series, name, threading.Event()
+        srv = src.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # the last one's TIME_WAIT
+        srv.bind((addr, port))
+        srv.listen(1)
+        self._cli = dst.socket()
+        self._cli.connect(srv.getsockname())
+        self._conn = srv.accept()[0]
+        srv.close()
+        self._threads = [threading.Thread(target=f, daemon=True) for f in (self._send, self._receive)]
+
+    def _send(self) -> None:
+        with contextlib.suppress(OSError):
+            while not self._stop.is_set():
+                self._conn.sendall(bytes(65536))
+
+    def _receive(self) -> None:
+        left = 0
+        with contextlib.suppress(OSError):
+            while data := self._cli.recv(65536):
+                k, left = divmod(left + len(data), 125)         # 125 bytes: 1 kbit
+                self.series.count(self.name, n=k)
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for k in (self._conn, self._cli):
+            with contextlib.suppress(OSError):
+                k.shutdown(socket.SHUT_RDWR)
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout=5)
+        self._conn.close()
+        self._cli.close()

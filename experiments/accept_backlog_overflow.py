@@ -22,13 +22,12 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 
 from wirelab.errors import LabError
 from wirelab.measure.netstat import read_counters
 from wirelab.models.listen_queue import simulate
 from wirelab.models.retransmit import linear_timeouts, syn_schedule
-from wirelab.peers.greeting import accept_queue, backlog_of, connect_burst, greeter
+from wirelab.peers.greeting import Start, accept_queue, backlog_of, connect_burst, greeter
 from wirelab.spec import Bars, Choice, Metric, Param, Tolerance
 from wirelab.topologies.routed_path import RoutedPath
 
@@ -136,16 +135,14 @@ def trial(lab, params: dict, ctx) -> dict:
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind(("0.0.0.0", port))
     lsock.listen(listen_backlog(params))
-    before, taken = read_counters(lab["h2"].ns, "TcpExt", names), []
-    t0 = time.perf_counter()
+    before, taken, start = read_counters(lab["h2"].ns, "TcpExt", names), [], Start()
     server = threading.Thread(target=greeter, daemon=True, args=(
-        lsock, t0, taken, ACCEPT_START_S, ACCEPT_EVERY_S, UNTIL_S))
+        lsock, start, taken, ACCEPT_START_S, ACCEPT_EVERY_S, UNTIL_S))
     server.start()
-    queues: list = []
-    probe = threading.Timer(ACCEPT_START_S - 0.05, lambda: queues.append(accept_queue(lab["h2"], port)))
-    probe.start()
+    queues: list = []       # read 50 ms before the first accept(), on the burst's clock
+    probe = start.at(ACCEPT_START_S - 0.05, lambda: queues.append(accept_queue(lab["h2"], port)))
     connects, served, resets = connect_burst(lab["h1"], (lab["h2"].ip(), port),
-                                             int(params["clients_count"]), t0, UNTIL_S)
+                                             int(params["clients_count"]), start, UNTIL_S)
     server.join()
     probe.join()
     after, backlog = read_counters(lab["h2"].ns, "TcpExt", names), backlog_of(lab["h2"], port)

@@ -3,7 +3,10 @@ does to connections that do not fit ([30]).
 
 :func:`greeter` accepts from a start time on, one connection per interval, and writes one
 byte to each; :func:`connect_burst` starts N non-blocking connects at once from one node
-and records when each connect() returned and when its byte came (or a reset);
+and records when each connect() returned and when its byte came (or a reset).  Both count
+from one :class:`Start`: the instant the connects leave, set by the burst once its sockets
+exist and a tick has just passed, so setting up (sockets, threads: slow and uneven in UML)
+never shifts the schedule;
 :func:`accept_queue` reads a listener's accept queue from /proc (no process start, so it
 can be read at an exact moment) and :func:`backlog_of` its backlog (ss's Send-Q).
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import errno
 import select
 import socket
+import threading
 import time
 
 from wirelab.errors import LabError
@@ -35,10 +39,39 @@ def backlog_of(node, port: int) -> int:
     raise LabError(f"ss shows no listener on {port} in {node.name}")
 
 
-def greeter(lsock: socket.socket, t0: float, taken: list, start_s: float, every_s: float,
+class Start:
+    """The instant a burst began (perf_counter s): set once by :func:`connect_burst`,
+    awaited by whatever keeps a schedule relative to it."""
+
+    def __init__(self) -> None:
+        self.t0 = 0.0
+        self._set = threading.Event()
+
+    def set(self, t0: float) -> None:
+        self.t0 = t0
+        self._set.set()
+
+    def wait(self, timeout_s: float = 30.0) -> float:
+        if not self._set.wait(timeout_s):
+            raise LabError(f"the connect burst did not start within {timeout_s:g} s")
+        return self.t0
+
+    def at(self, offset_s: float, fn):
+        """A started thread that calls FN() at the burst's start + OFFSET_S."""
+        def run() -> None:
+            t0 = self.wait()
+            time.sleep(max(0.0, t0 + offset_s - time.perf_counter()))
+            fn()
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t
+
+
+def greeter(lsock: socket.socket, start: Start, taken: list, start_s: float, every_s: float,
             until_s: float) -> None:
-    """From T0 + START_S on: accept, write one byte, wait EVERY_S; until T0 + UNTIL_S.
-    Accepted sockets go to TAKEN (the caller closes them)."""
+    """From the burst's start + START_S on: accept, write one byte, wait EVERY_S; until its
+    start + UNTIL_S.  Accepted sockets go to TAKEN (the caller closes them)."""
+    t0 = start.wait()
     time.sleep(max(0.0, t0 + start_s - time.perf_counter()))
     while True:
         lsock.settimeout(max(0.01, t0 + until_s - time.perf_counter()))
@@ -65,15 +98,17 @@ def tick_start(limit_s: float = 0.05) -> None:
         pass
 
 
-def connect_burst(node, addr: tuple[str, int], n: int, t0: float, until_s: float
+def connect_burst(node, addr: tuple[str, int], n: int, start: Start, until_s: float
                   ) -> tuple[list, list, int]:
-    """N non-blocking connects from NODE to ADDR at once; until T0 + UNTIL_S, (connect
-    times, byte times, resets) in s after T0."""
+    """N non-blocking connects from NODE to ADDR at once, at the instant START is set to;
+    until then + UNTIL_S, (connect times, byte times, resets) in s after it."""
     connected, served, resets = {}, {}, 0
     socks = [node.socket() for _ in range(n)]       # made first: the connects come together
     for s in socks:
         s.setblocking(False)
     tick_start()
+    t0 = time.perf_counter()
+    start.set(t0)
     for s in socks:
         s.connect_ex(addr)
     try:

@@ -206,9 +206,16 @@ def recv_buffer(size: int = RECV_CHUNK_BYTES) -> bytearray:
     return bytearray(b"\0" * size)
 
 
-def fetch(node, addr: str, port: int, size: int, buf: bytearray | None = None) -> ClientResult:
+def fetch(node, addr: str, port: int, size: int, buf: bytearray | None = None,
+          rounds: tuple[int, ...] = ()) -> ClientResult:
     """Connect from NODE to ADDR:PORT, ask for SIZE bytes and read them all
     into BUF (reused, see :func:`recv_buffer`), chunk by chunk.
+
+    ROUNDS (bytes, e.g. the first two flights of slow start): the reader sleeps until
+    each of them has arrived whole (SO_RCVLOWAT), then reads as data comes.  A reader
+    woken by every segment races the segments still arriving (whether it has copied a
+    flight before that flight's last ACK decides the next window, on 6.1); this one is
+    behind by exactly one flight, every time.
 
     The clock starts before connect(), so the time includes the handshake
     (one RTT), and stops when the last byte has been read."""
@@ -216,14 +223,27 @@ def fetch(node, addr: str, port: int, size: int, buf: bytearray | None = None) -
     sock.settimeout(TRANSFER_TIMEOUT_S)
     buf = buf if buf is not None else recv_buffer(min(size, RECV_CHUNK_BYTES) or 1)
     view = memoryview(buf)
+    marks = [min(r, size) for r in rounds]
     try:
         t0 = time.perf_counter()
         sock.connect((addr, port))
         t1 = time.perf_counter()
         sock.sendall(f"{size}\n".encode())
-        got = 0
+        got, done = 0, 0            # done: the rounds read so far
         while got < size:
+            if done < len(marks):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, marks[done]))
             n = sock.recv_into(view, min(len(buf), size - got))
+            if done < len(marks):
+                done, n_round = done + 1, n
+                while n_round < marks[done - 1]:            # a short read: finish the round
+                    k = sock.recv_into(view, min(len(buf), marks[done - 1] - n_round))
+                    if k == 0:
+                        raise TransferError(f"the server closed after {got + n_round} of {size} bytes")
+                    n_round += k
+                n = n_round
+                if done == len(marks):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
             if n == 0:
                 raise TransferError(f"the server closed after {got} of {size} bytes")
             got += n
@@ -280,9 +300,9 @@ class Session:
     port: int
     buf: bytearray
 
-    def fetch(self, size: int) -> tuple[ClientResult, ServerRecord]:
+    def fetch(self, size: int, rounds: tuple[int, ...] = ()) -> tuple[ClientResult, ServerRecord]:
         """One timed transfer of SIZE bytes: what the client saw, what the server saw."""
-        res = fetch(self.client, self.addr, self.port, size, self.buf)
+        res = fetch(self.client, self.addr, self.port, size, self.buf, rounds)
         return res, self.server.record()
 
 

@@ -6,6 +6,11 @@ controller learns which port each source MAC address sits behind, per switch; a 
 to a MAC it knows gets a flow (in port, source and destination MAC -> that port) and is
 sent on, a frame to one it does not know is flooded.  The source is in the match so a
 new host behind a port is still seen once by the controller and learned.
+
+Control requests: ``status`` (packet-ins so far, per switch and EtherType, and the MACs
+learned per switch) and ``forget`` (every switch back to its table-miss flow and an
+empty table, as if it had just connected: the next frame of every flow is a packet-in
+again).
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from wirelab.controllers.flows import Decision, FlowMod, Packet, PacketOut, matc
 COOKIE = 0x15
 #: priority of learned flows; the partition injector's drops sit above it
 PRIORITY = 10
+#: packet-ins ``status`` lists (dpid, in port, source, destination, EtherType)
+RECENT = 64
 
 
 def is_multicast(mac: str) -> bool:
@@ -28,6 +35,8 @@ class LearningSwitch:
     def __init__(self, idle_timeout_s: int = 60):
         self.idle_timeout_s = idle_timeout_s
         self.tables: dict[int, dict[str, int]] = {}
+        self.packet_ins: dict[int, dict[int, int]] = {}     # dpid -> EtherType -> count
+        self.recent: list[list] = []                         # the last RECENT packet-ins
 
     def connected(self, dpid: int) -> Decision:
         """A switch (re)connected: forget what was learned there, send every frame
@@ -40,6 +49,10 @@ class LearningSwitch:
         return d
 
     def packet_in(self, pkt: Packet) -> Decision:
+        seen = self.packet_ins.setdefault(pkt.dpid, {})
+        seen[pkt.eth_type] = seen.get(pkt.eth_type, 0) + 1
+        self.recent = [*self.recent[-(RECENT - 1):], [pkt.dpid, pkt.in_port, pkt.eth_src, pkt.eth_dst,
+                                                       f"0x{pkt.eth_type:04x}"]]
         table = self.tables.setdefault(pkt.dpid, {})
         if not is_multicast(pkt.eth_src):
             table[pkt.eth_src] = pkt.in_port
@@ -57,3 +70,18 @@ class LearningSwitch:
                 actions=actions))
             d.send(pkt.dpid, PacketOut(pkt.in_port, actions))
         return d
+
+    def request(self, req: dict) -> tuple[Decision, dict]:
+        op = req.get("op")
+        if op == "status":
+            return Decision(), {
+                "packet_ins": {str(dpid): {f"0x{t:04x}": n for t, n in sorted(by_type.items())}
+                               for dpid, by_type in sorted(self.packet_ins.items())},
+                "learned": {str(dpid): len(t) for dpid, t in sorted(self.tables.items())},
+                "recent": self.recent}
+        if op == "forget":
+            d = Decision()
+            for dpid in sorted(self.tables):
+                d.extend(self.connected(dpid))
+            return d, {"switches": len(self.tables)}
+        raise ValueError(f"op {op!r}: allowed status, forget")

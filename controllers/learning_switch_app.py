@@ -16,3 +16,6 @@ class LearningSwitchApp(LogicApp):
 
     def on_packet_in(self, pkt: Packet) -> Decision:
         return self.logic.packet_in(pkt)
+
+    def on_request(self, req: dict) -> tuple[Decision, dict]:
+        return self.logic.request(req)

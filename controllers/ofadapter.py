@@ -89,6 +89,7 @@ class LogicApp(app_manager.OSKenApp):
         self.datapaths: dict[int, Any] = {}
         self.lock = threading.Lock()           # logic is called from the event and control threads
         self._barriers: dict[int, threading.Event] = {}
+        self.greeted: set[int] = set()          # switches this process has sent their first flows
         path = self.config.get("control_socket")
         if path:
             server = hub.StreamServer((path,), self._serve_client)
@@ -115,6 +116,7 @@ class LogicApp(app_manager.OSKenApp):
         with self.lock:
             decision = self.on_connect(dp.id)
         self.apply(decision)
+        self.greeted.add(dp.id)
         log.info("switch %016x connected", dp.id)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
@@ -181,8 +183,14 @@ class LogicApp(app_manager.OSKenApp):
                     req = json.loads(line)
                     if not isinstance(req, dict):
                         raise ValueError("a request is a JSON object")
-                    with self.lock:
-                        decision, reply = self.on_request(req)
+                    if req.get("op") == "switches":     # every app: the switches it has greeted
+                        decision, reply = Decision(), {"switches": sorted(self.greeted & set(self.datapaths))}
+                    elif req.get("op") == "barrier":    # every app: a word to every switch, answered
+                        self.barrier(list(self.datapaths))
+                        decision, reply = Decision(), {"switches": sorted(self.datapaths)}
+                    else:
+                        with self.lock:
+                            decision, reply = self.on_request(req)
                     self.apply(decision)
                     self.barrier(set(decision.flows) | set(decision.packet_outs))
                     answer = {"ok": True, **reply}

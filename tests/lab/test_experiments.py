@@ -582,6 +582,26 @@ def check_memcached_reflection_and_edge_filtering(doc, run):
             assert sorted(marks) == sorted(attack + ([(0, True), (11, False)] if filt else [])), marks
 
 
+def check_openflow_controller_failure_fail_mode(doc, run):
+    pts = {p["params"]["fail_mode"]: p for p in doc["points"]}
+    assert set(pts) == {"secure", "standalone"}
+    assert run.manifest["backend"] == "host"            # OVS's userspace datapath, no module
+    for row in run.rows:                # every trial
+        if row["fail_mode"] == "secure":    # nothing new, ever; nothing established lost
+            assert float(row["new_answered_count"]) == 0.0 and float(row["kept_lost_count"]) == 0.0, row
+            assert row.get("failopen_log_s") in ("", None), row
+        else:                               # 3 x 5 s after the last word, give or take OVS's second
+            assert 14.0 <= float(row["new_flow_s"]) <= 16.1, row
+            assert 14.0 <= float(row["failopen_log_s"]) <= 16.0, row
+            assert float(row["new_flow_s"]) >= float(row["failopen_log_s"]), row
+            assert float(row["kept_lost_count"]) <= 1.0, row
+    for i, _ in enumerate(run.manifest["points"]):    # the last word, then the kill, at 1 s
+        for line in (run.dir / f"raw/point{i:03d}/faults.jsonl").read_text().splitlines():
+            marks = [m for m in json.loads(line)["marks"] if m[1]]
+            assert [m[2] for m in marks] == ["controller's last message (a barrier)", "kill controller"]
+            assert all(1.0 <= m[0] < 1.3 for m in marks), marks
+
+
 CHECKS = {name.removeprefix("check_"): fn for name, fn in globals().items()
           if name.startswith("check_")}
 

@@ -88,3 +88,56 @@ def test_parse_reads_the_headers_the_logic_uses():
 def test_flowmod_refuses_an_unknown_command():
     with pytest.raises(ValueError, match="allowed add, delete"):
         FlowMod("modify")
+
+
+def walk(ls: LearningSwitch, n: int, src: str, dst: str, flows: set) -> int:
+    """A frame from SRC crossing a line of N switches (port 1 towards A's end, port 2
+    towards the other) as OVS would forward it: by an installed flow, or through a
+    packet-in.  FLOWS: the (dpid, in_port, src, dst) flows installed so far.  Returns
+    the packet-ins it took."""
+    trips = 0
+    dpids = range(1, n + 1) if src == A else range(n, 0, -1)
+    in_port = 1 if src == A else 2
+    for dpid in dpids:
+        if (dpid, in_port, src, dst) in flows:
+            continue
+        trips += 1
+        d = ls.packet_in(Packet(dpid=dpid, in_port=in_port, eth_src=src, eth_dst=dst, eth_type=ETH_IPV4))
+        for mod in d.flows.get(dpid, []):
+            f = mod.fields
+            flows.add((dpid, f["in_port"], f["eth_src"], f["eth_dst"]))
+        assert d.packet_outs[dpid], "every packet-in is sent on"
+    return trips
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_reactive_setup_costs_2n_then_n_then_nothing_on_a_line_of_n_switches(n):
+    """The model of [41]: cold tables, an exchange (request A -> B, reply B -> A) costs
+    2N packet-ins (the request is flooded at every switch, the reply installs a flow at
+    every switch), the second N (the request's flows), later ones none; once the flows
+    have idled out, with the tables still warm, 2N again."""
+    ls = LearningSwitch(idle_timeout_s=1)
+    for dpid in range(1, n + 1):
+        ls.connected(dpid)
+    flows: set = set()
+    exchange = [walk(ls, n, A, B, flows) + walk(ls, n, B, A, flows) for _ in range(4)]
+    assert exchange == [2 * n, n, 0, 0]
+    flows.clear()                                    # every flow idled out
+    assert walk(ls, n, A, B, flows) + walk(ls, n, B, A, flows) == 2 * n
+    status = ls.request({"op": "status"})[1]
+    assert status["packet_ins"] == {str(d): {"0x0800": 5} for d in range(1, n + 1)}
+    assert status["learned"] == {str(d): 2 for d in range(1, n + 1)}
+
+
+def test_forget_resets_every_switch_and_status_counts_stay():
+    ls = LearningSwitch()
+    ls.connected(1)
+    ls.connected(2)
+    ls.packet_in(pkt(A, B, 1))
+    d, reply = ls.request({"op": "forget"})
+    assert reply == {"switches": 2}
+    assert d.flows == {1: LearningSwitch().connected(1).flows[1], 2: LearningSwitch().connected(2).flows[2]}
+    assert ls.tables == {1: {}, 2: {}}
+    assert ls.request({"op": "status"})[1]["packet_ins"] == {"1": {"0x0800": 1}}
+    with pytest.raises(ValueError, match="allowed status, forget"):
+        ls.request({"op": "isolate"})

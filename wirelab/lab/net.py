@@ -189,6 +189,13 @@ class Lab:
         topo = self.topo
         switches = [n for n in topo.nodes() if topo.isSwitch(n)]
         sw_node = self._add_node("sw", "switch") if switches else None
+        if sw_node is not None:
+            # The bridges' own interfaces would send IPv6 router solicitations and MLD
+            # into the lab (and, under a controller, to it as packet-ins).
+            with netns.entered(sw_node.ns):
+                quiet = {k: v for k, v in QUIET_IPV6.items() if sysctl_path(k).exists()}
+            for key, value in quiet.items():
+                sw_node.sysctl(key, value)
         self.switch_kind = self._switch_kind() if switches else None
         for name in topo.nodes():
             if topo.isSwitch(name):

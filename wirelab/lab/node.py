@@ -83,6 +83,16 @@ class Node:
             return next(iter(self.intfs.values()))
         return self.intfs[name]
 
+    def mac(self, name: str | None = None) -> str:
+        """The hardware address of interface NAME (default: the first)."""
+        return self.ipr.get_links(self.intf(name).index)[0].get_attr("IFLA_ADDRESS")
+
+    def know(self, peer: Node) -> None:
+        """A permanent neighbour entry for PEER's address on this node's first interface:
+        no ARP between the two (the lab's namespace goes with the lab)."""
+        self.ipr.neigh("replace", dst=peer.ip(), lladdr=peer.mac(), ifindex=self.intf().index,
+                       state=0x80)    # NUD_PERMANENT
+
     # -- sysctls ----------------------------------------------------------
     def sysctl(self, name: str, value=None) -> str:
         """Read, or set and read back, sysctl NAME in this node's namespace.

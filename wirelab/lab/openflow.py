@@ -27,6 +27,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from wirelab.errors import BadInput, LabError
@@ -48,6 +49,14 @@ class Controller:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def kill(self) -> float:
+        """SIGKILL the app (a controller that dies, as a crash would: no goodbye to the
+        switches) and reap it; the monotonic time of the kill."""
+        t = time.monotonic()
+        self.proc.kill()
+        self.proc.wait(10)
+        return t
 
     def log_tail(self, chars: int = 1500) -> str:
         try:
@@ -89,11 +98,15 @@ class OpenFlowLab(Lab):
     flows."""
 
     def __init__(self, topo, app: str, *, config: dict | None = None, datapath: str = "auto",
-                 fail_mode: str = "secure", ready_timeout_s: float = 30.0, **kwargs):
+                 fail_mode: str = "secure", inactivity_probe_s: int | None = None,
+                 ready_timeout_s: float = 30.0, **kwargs):
         if datapath not in DATAPATHS:
             raise BadInput(f"datapath={datapath!r}: allowed {', '.join(DATAPATHS)}")
         if fail_mode not in ovs.FAIL_MODES:
             raise BadInput(f"fail_mode={fail_mode!r}: allowed {', '.join(ovs.FAIL_MODES)}")
+        if inactivity_probe_s is not None and not 5 <= inactivity_probe_s <= 3600:
+            raise BadInput(f"inactivity_probe_s={inactivity_probe_s!r}: allowed 5 to 3600 "
+                           "(Open vSwitch raises anything under 5 s to 5 s)")
         if not app.replace(".", "").replace("_", "").isalnum():
             raise BadInput(f"app={app!r}: a Python module name")
         if kwargs.pop("switch", "ovs") != "ovs":
@@ -101,6 +114,7 @@ class OpenFlowLab(Lab):
         super().__init__(topo, switch="ovs", **kwargs)
         self.app, self.app_config = app, dict(config or {})
         self.datapath, self.fail_mode = datapath, fail_mode
+        self.inactivity_probe_s = inactivity_probe_s
         self.ready_timeout_s = ready_timeout_s
         self.controller: Controller | None = None
         self.ovs_options: ovs.OvsOptions | None = None
@@ -119,15 +133,18 @@ class OpenFlowLab(Lab):
         self.datapath = datapath
         self.ovs_options = ovs.OvsOptions(datapath=datapath, fail_mode=self.fail_mode,
                                           controller=f"tcp:127.0.0.1:{OFP_PORT}", protocols="OpenFlow13",
-                                          before_bridges=self._start_controller)
+                                          before_bridges=self._start_controller,
+                                          inactivity_probe_ms=None if self.inactivity_probe_s is None
+                                          else 1000 * self.inactivity_probe_s)
         return "ovs"
 
     def _start_controller(self, sw_node) -> None:
         d = self.workdir / "controller"
-        d.mkdir()
+        d.mkdir(exist_ok=True)
+        (d / "control.sock").unlink(missing_ok=True)
         conf = d / "app.json"
         conf.write_text(json.dumps({**self.app_config, "control_socket": str(d / "control.sock")}))
-        with open(d / "controller.log", "wb") as logf:
+        with open(d / "controller.log", "ab") as logf:
             proc = sw_node.popen([sys.executable, "-m", "wirelab.controllers.run", self.app,
                                   "--listen", f"127.0.0.1:{OFP_PORT}", "--config", str(conf)],
                                  stdout=logf, stderr=subprocess.STDOUT)
@@ -145,12 +162,31 @@ class OpenFlowLab(Lab):
         if not self.bridges:
             raise BadInput("an OpenFlow lab needs a topology with at least one switch")
         super()._build()
+        self._wait_ready()
+
+    def restart_controller(self) -> None:
+        """Start the app again (after :meth:`Controller.kill`, say) and wait until every
+        bridge has reconnected and holds the app's first flows again."""
+        ctl = self.controller
+        if ctl is not None and ctl.alive():
+            raise LabError(f"controller {self.app} is still running")
+        self._start_controller(self.nodes[self.bridges[0]])
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        """Every bridge connected to this app process, which has sent it its first flows
+        (asked of the app itself: after a restart in fail-mode secure the bridges still
+        hold the dead process's flows), and holding flows."""
         ctl = self.controller
         assert ctl is not None
+
+        def greeted() -> bool:
+            if not ctl.alive():
+                raise LabError(f"controller {self.app} exited: {ctl.log_tail()}")
+            return len(ctl.request({"op": "switches"})["switches"]) == len(self.bridges)
+        poll(greeted, self.ready_timeout_s, f"every switch to connect to {self.app}")
         for b in self.bridges:
             def ready(b=b) -> bool:
-                if not ctl.alive():
-                    raise LabError(f"controller {self.app} exited: {ctl.log_tail()}")
                 connected = ovs.vsctl(self, self.nodes[b], "get", "controller", b, "is_connected")
                 return connected.stdout.strip() == "true" and bool(ctl.flows(b))
             poll(ready, self.ready_timeout_s, f"switch {b} to connect to {self.app} and get its flows")

@@ -21,6 +21,7 @@ it is for labs where no timing is judged.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,6 +50,7 @@ class OvsOptions:
     controller: str | None = None
     protocols: str | None = None
     before_bridges: Callable | None = None
+    inactivity_probe_ms: int | None = None      # None: OVS's default, 5000 (its floor is 5 s)
 
     def __post_init__(self) -> None:
         if self.datapath not in DATAPATHS:
@@ -147,14 +149,15 @@ def start_switches(lab, sw_node, switches: list[str], options: OvsOptions | None
     sw_node.run(["ovsdb-tool", "create", str(db), SCHEMA], env=env)
     sw_node.popen(["ovsdb-server", f"--remote=punix:{sock}", f"--unixctl={d}/ovsdb.ctl",
                    "--no-chdir", f"--log-file={d}/ovsdb.log", "-vconsole:off", str(db)],
-                  env=env)
+                  env=env, stderr=subprocess.DEVNULL)   # "opened log file", before -vconsole:off
     poll(sock.exists, 20, "ovsdb-server's socket")
     vsctl_argv = ["ovs-vsctl", f"--db=unix:{sock}", "--timeout=30"]
     sw_node.run([*vsctl_argv, "--no-wait", "init", "--", "set", "Open_vSwitch", ".",
                  "other_config:n-handler-threads=1", "other_config:n-revalidator-threads=1"],
                 env=env)
     sw_node.popen(["ovs-vswitchd", f"unix:{sock}", f"--unixctl={d}/vswitchd.ctl", "--no-chdir",
-                   f"--log-file={d}/vswitchd.log", "-vconsole:off"], env=env)
+                   f"--log-file={d}/vswitchd.log", "-vconsole:off"], env=env,
+                  stderr=subprocess.DEVNULL)
     ports = [i for i in sw_node.intfs.values() if i.switch]
     if opts.datapath == "netdev":
         _offloads_off(ports)
@@ -174,6 +177,8 @@ def start_switches(lab, sw_node, switches: list[str], options: OvsOptions | None
             argv += ["--", "set", "bridge", s, "other-config:disable-in-band=true",
                      "--", "set-controller", s, opts.controller,
                      "--", "set", "controller", s, "connection-mode=out-of-band", "max_backoff=1000"]
+            if opts.inactivity_probe_ms is not None:
+                argv += [f"inactivity_probe={opts.inactivity_probe_ms}"]
         argv += [w for i in ports if i.switch == s for w in ("--", "add-port", s, i.name)]
     res = sw_node.run(argv, env=env, check=False, timeout_s=60)
     if res.returncode != 0:

@@ -19,7 +19,6 @@ from wirelab import settings
 from wirelab.errors import BadInput, LabError
 from wirelab.kernel import facts, probe, uml
 from wirelab.lab import sysctl
-from wirelab.lab.net import Lab
 from wirelab.models import releases
 from wirelab.report import analysis, results
 from wirelab.report.summary import summary_markdown
@@ -132,7 +131,7 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
     try:
         for i, params in enumerate(grid):
             wanted = sysctl.overlay(exp.sysctls(params), extra_sysctls or {})
-            with Lab(exp.topology(params), sysctls=wanted, caps=exp.caps) as lab:
+            with exp.lab(params, sysctls=wanted, caps=exp.caps) as lab:
                 kernel = facts.read(lab.hosts()[0].ns)
                 with releases.recording() as rules:     # which release's rule it used
                     predicted = exp.predict(params, kernel)

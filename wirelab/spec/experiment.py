@@ -21,14 +21,15 @@ small functions (``experiments/tcp_handshake_one_rtt.py`` is the model):
 Optional: ``SYSCTLS`` ({node or "*": {sysctl: value}}, on top of the lab's baseline) or
 ``lab_sysctls(params)``; ``TOPOLOGY_PARAMS`` (the names passed to the Topo) or
 ``topology_params(params)`` (default: every parameter the Topo's ``build()`` takes:
-declare the names when a parameter of the same name means something else);
-``CAPS`` (a :class:`~wirelab.lab.cgroup.Caps`: the memory and tasks its lab may use,
-default 1024 MB and 1024 tasks); ``prepare(lab, params, ctx)`` once per point (may return the state
-trials find in ``ctx.state``); ``check(entry) -> reason | None`` narrows a point's
-verdict (it can only fail a point); ``note(entry) -> str`` explains it; ``plot(run,
-exp, out)`` draws the claim's own figure; ``TOOLS`` names programs whose versions are
-recorded.  What Linux really does, at length, is in a Markdown sidecar beside the module
-(``<module>.md``).
+declare the names when a parameter of the same name means something else); ``CAPS`` (a
+:class:`~wirelab.lab.cgroup.Caps`: the memory and tasks its lab may use, default 1024 MB
+and 1024 tasks); ``build_lab(topo, params, **kwargs)`` when a point's lab is not a plain
+:class:`~wirelab.lab.net.Lab` (an OpenFlow lab, say: it passes KWARGS on);
+``prepare(lab, params, ctx)`` once per point (may return the state trials find in
+``ctx.state``); ``check(entry) -> reason | None`` narrows a point's verdict (it can only
+fail a point); ``note(entry) -> str`` explains it; ``plot(run, exp, out)`` draws the
+claim's own figure; ``TOOLS`` names programs whose versions are recorded. What Linux
+really does, at length, is in a Markdown sidecar beside the module (``<module>.md``).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from types import ModuleType
 
 from wirelab.errors import BadInput
 from wirelab.lab.cgroup import Caps
+from wirelab.lab.net import Lab
 from wirelab.spec.context import TrialContext
 from wirelab.spec.metrics import Metric
 from wirelab.spec.params import Param
@@ -184,6 +186,13 @@ class Experiment:
     def topology(self, params: dict):
         """A Topo for PARAMS (its link values are checked when the lab builds)."""
         return self.module.TOPOLOGY(**self.topology_params(params))
+
+    def lab(self, params: dict, **kwargs):
+        """The (unbuilt) lab of a point: the experiment's ``build_lab`` or a plain Lab,
+        given the lab options KWARGS (sysctls, caps)."""
+        fn = getattr(self.module, "build_lab", None)
+        topo = self.topology(params)
+        return fn(topo, params, **kwargs) if fn is not None else Lab(topo, **kwargs)
 
     def sysctls(self, params: dict) -> dict[str, dict[str, str]]:
         """{node or "*": {sysctl: value}}: TRIAL_SYSCTLS for every host, then the

@@ -80,6 +80,7 @@ class LoadBalancer:
         self.policy, self.idle_timeout_s = policy, idle_timeout_s
         self.assigned: dict[tuple[str, int], int] = {}   # connection -> backend index
         self._next = 0
+        self.switches: set[int] = set()
 
     @classmethod
     def from_config(cls, conf: dict[str, Any]) -> LoadBalancer:
@@ -113,6 +114,7 @@ class LoadBalancer:
         return counts
 
     def connected(self, dpid: int) -> Decision:
+        self.switches.add(dpid)
         d = Decision()
         d.add_flow(dpid, FlowMod("delete", cookie=COOKIE))
         d.add_flow(dpid, FlowMod("add", priority=0, cookie=COOKIE, actions=(("output", "normal"),)))
@@ -153,8 +155,18 @@ class LoadBalancer:
         return d
 
     def request(self, req: dict) -> tuple[Decision, dict]:
+        """``status``: the policy, the spread and every connection's backend; ``reset``:
+        forget every connection (their flows deleted, round robin back to the first
+        backend), as if the switches had just connected."""
+        if req.get("op") == "reset":
+            self.assigned.clear()
+            self._next = 0
+            d = Decision()
+            for dpid in sorted(self.switches):
+                d.extend(self.connected(dpid))
+            return d, {"switches": len(self.switches)}
         if req.get("op") != "status":
-            raise ValueError(f"op {req.get('op')!r}: allowed status")
+            raise ValueError(f"op {req.get('op')!r}: allowed status, reset")
         return Decision(), {"policy": self.policy, "spread": self.spread(),
                             "backends": [b.ip for b in self.backends],
                             "connections": [[ip, port, i] for (ip, port), i in self.assigned.items()]}

@@ -582,6 +582,33 @@ def check_memcached_reflection_and_edge_filtering(doc, run):
             assert sorted(marks) == sorted(attack + ([(0, True), (11, False)] if filt else [])), marks
 
 
+def check_openflow_load_balancer_spread(doc, run):
+    assert {p["params"]["policy"] for p in doc["points"]} == {"hash", "round_robin"}
+    assert run.manifest["backend"] == "host"            # OVS's userspace datapath, no module
+    for row in run.rows:                # every trial: every connection where the policy says
+        n = int(row["connections_count"])
+        counts = [float(row[f"{h}_count"]) for h in ("h2", "h3", "h4")]
+        assert float(row["misplaced_count"]) == 0.0 and sum(counts) == n, row
+        if row["policy"] == "round_robin":      # 31 over 3: 11, 10, 10 in turn from h2
+            assert counts == [n // 3 + (i < n % 3) for i in range(3)], row
+    for i, _ in enumerate(run.manifest["points"]):      # each connection's source port and backend
+        lines = (run.dir / f"raw/point{i:03d}/connections.csv").read_text().splitlines()
+        assert len(lines) == sum(int(r["connections_count"]) for r in run.rows if int(r["point"]) == i)
+        assert all(line.split(",")[2] == line.split(",")[3] for line in lines)
+
+
+def check_openflow_reactive_flow_setup(doc, run):
+    assert {p["params"]["switches_count"] for p in doc["points"]} == {1, 3}
+    assert run.manifest["backend"] == "host"            # OVS's userspace datapath, no module
+    for row in run.rows:                # every trial, exactly: 2N, N, 0, then 2N after idling
+        n = int(row["switches_count"])
+        got = [float(row[m]) for m in ("first_trips_count", "second_trips_count", "later_trips_count",
+                                       "idle_trips_count")]
+        assert got == [2 * n, n, 0, 2 * n], row
+        # The controller's visits cost the first round trip time; the warm ones skip it.
+        assert float(row["first_rtt_ms"]) > float(row["warm_rtt_ms"]), row
+
+
 def check_openflow_controller_failure_fail_mode(doc, run):
     pts = {p["params"]["fail_mode"]: p for p in doc["points"]}
     assert set(pts) == {"secure", "standalone"}

@@ -132,3 +132,18 @@ def test_status_request_reports_the_spread():
     assert reply["connections"] == [[CLIENT, 40000, pick_hash(CLIENT, 40000, 3)]]
     with pytest.raises(ValueError, match="allowed status"):
         l4.request({"op": "drain"})
+
+
+def test_reset_forgets_every_connection_and_restarts_the_rotation():
+    l4 = lb(policy="round_robin")
+    l4.connected(1)
+    l4.connected(2)
+    for p in (50000, 50001):
+        l4.packet_in(syn(p))
+    d, reply = l4.request({"op": "reset"})
+    assert reply == {"switches": 2} and l4.spread() == [0, 0, 0] and l4.assigned == {}
+    assert d.flows == {1: lb().connected(1).flows[1], 2: lb().connected(2).flows[2]}
+    # the rotation starts over: the same source port may now get another backend
+    assert l4.packet_in(syn(50001)).flows[1][0].actions[1][2] == BACKENDS[0].ip
+    with pytest.raises(ValueError, match="allowed status, reset"):
+        l4.request({"op": "drain"})

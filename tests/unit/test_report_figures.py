@@ -30,7 +30,8 @@ KIND = {"tcp_handshake_one_rtt": Sweep, "tls_handshake_rtts": Bars,
         "time_wait_duration_and_fin_timeout": Bars, "connection_capacity_fd_and_4tuple": Bars,
         "bgp_backbone_leak_localpref": Timeline, "retry_storm_metastable_congestion": Timeline,
         "memcached_reflection_and_edge_filtering": Timeline,
-        "openflow_controller_failure_fail_mode": Timeline,
+        "openflow_controller_failure_fail_mode": Timeline, "openflow_reactive_flow_setup": Bars,
+        "openflow_load_balancer_spread": Bars,
         "anycast_resolver_withdrawal_and_hijack": Timeline}
 
 

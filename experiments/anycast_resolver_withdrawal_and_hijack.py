@@ -2,7 +2,7 @@
 sites announce 10.53.0.0/24 to a transit (anycast_dns, FRR); c1 lists only 10.53.0.1, c2 10.53.0.1 then
 10.54.0.1.  The event (a fault Action): both sites withdraw the prefix and the transit (a) has no route
 (ICMP net unreachable), (b) a blackhole /16 (silence), or (c) AS 64755 announces it and answers wrongly.
-Lookups (glibc's getaddrinfo) judged against glibc's res_send (glibc_lookup: id 28's model); see the .md."""
+Lookups (glibc's getaddrinfo) judged against glibc's res_send (wirelab.models.resolver); see the .md."""
 from __future__ import annotations
 
 import json
@@ -20,6 +20,7 @@ from wirelab.errors import BadInput, LabError
 from wirelab.lab import faults
 from wirelab.lab.wait import poll
 from wirelab.measure import series
+from wirelab.models.resolver import glibc_lookup
 from wirelab.peers import dns, frr
 from wirelab.spec import Choice, Metric, Param, Timeline, Tolerance
 from wirelab.topologies.anycast_dns import ANYCAST, CLIENTS, EDGES, NAME, RIGHT, SECONDARY, WRONG, AnycastDns
@@ -71,18 +72,6 @@ LOOP = ("import json,socket,sys,time\nname,period,end=sys.argv[1],*map(float,sys
         "monotonic())<end:\n try:\n  out=sorted({a[4][0] for a in socket.getaddrinfo(name,53,socket.AF_INET,"
         "socket.SOCK_DGRAM)})\n except socket.gaierror as e:\n  out=[str(e)]\n t1=time.monotonic()\n print("
         "json.dumps([t0,t1,out]),flush=True)\n time.sleep(max(0.0,max(t0+period,t1+0.2)-time.monotonic()))\n")
-
-
-def glibc_lookup(servers: list[str], timeout_s: int, attempts: int) -> tuple[float, str]:
-    """glibc's res_send over SERVERS (resolv.conf order), each "ok"/"wrong" (answers), "icmp" (an error:
-    next server at once) or "silent" (send_dg waits timeout << i, / nscount if i > 0, >= 1 s)."""
-    waited, n = 0.0, len(servers)
-    for _ in range(attempts):
-        for i, kind in enumerate(servers):
-            if kind in ("ok", "wrong"):
-                return waited, kind
-            waited += max(1, (timeout_s << i) // n if i else timeout_s) if kind == "silent" else 0
-    return waited, "failed"
 
 
 def predict(params: dict, kernel: dict) -> dict:

@@ -8,6 +8,7 @@ import pytest
 
 from support import lab_facts
 from wirelab.errors import BadInput
+from wirelab.models.resolver import glibc_lookup
 from wirelab.peers import frr
 from wirelab.run import catalog
 from wirelab.testbed import services
@@ -19,7 +20,8 @@ def exp():
 
 
 def test_glibc_waits_as_res_send_computes_it(exp):
-    lookup = exp.module.glibc_lookup
+    lookup = glibc_lookup
+    assert exp.module.glibc_lookup is glibc_lookup                       # the model, wirelab.models.resolver
     assert lookup(["silent", "ok"], 5, 2) == (5.0, "ok")                 # 5 << 0
     assert lookup(["silent"], 5, 2) == (10.0, "failed")                  # 2 attempts x 5 s
     assert lookup(["silent", "silent"], 5, 2) == (20.0, "failed")        # (5 + (5 << 1) / 2) x 2
@@ -29,6 +31,8 @@ def test_glibc_waits_as_res_send_computes_it(exp):
     assert lookup(["icmp", "ok"], 5, 2) == (0.0, "ok")                   # an ICMP error: next at once
     assert lookup(["icmp"], 5, 2) == (0.0, "failed")
     assert lookup(["wrong", "ok"], 5, 2) == (0.0, "wrong")               # an answer ends the lookup
+    with pytest.raises(ValueError, match="each one of ok, wrong, icmp, silent"):
+        lookup(["refused"], 5, 2)
 
 
 def _predicted(exp, quick=True):

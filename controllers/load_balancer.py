@@ -11,7 +11,11 @@ flows on the switch where it arrived:
 - backend -> client: set_field eth_src, ipv4_src, tcp_src back to the VIP's, then NORMAL;
 
 and sends the packet on with the first flow's actions.  The client sees only the
-VIP; the backend sees the client's own address.  Because the reverse flow sits on the
+VIP; the backend sees the client's own address.  Only a SYN opens a connection: any other
+packet of one the balancer has not placed (the last ACK or FIN of a connection whose
+flows were just removed, say) is dropped and counted as a stray, never given a backend;
+a packet of a connection it has placed (the switch's cache can send a second one before
+the flows take over) gets the same backend again.  Because the reverse flow sits on the
 client's edge switch, the backend may be anywhere in the L2 domain.
 
 Policies (per connection = per client address and source port):
@@ -47,6 +51,7 @@ PUNT_PRIORITY = 100
 FLOW_PRIORITY = 200
 POLICIES = ("hash", "round_robin")
 ARP_REQUEST = 1
+TCP_SYN, TCP_ACK = 0x02, 0x10
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class LoadBalancer:
         self.assigned: dict[tuple[str, int], int] = {}   # connection -> backend index
         self._next = 0
         self.switches: set[int] = set()
+        self.strays = 0
 
     @classmethod
     def from_config(cls, conf: dict[str, Any]) -> LoadBalancer:
@@ -136,6 +142,11 @@ class LoadBalancer:
             return d
         if (pkt.eth_type == ETH_IPV4 and pkt.ip_proto == IPPROTO_TCP and pkt.ipv4_dst == self.vip
                 and pkt.l4_dst == self.port and pkt.ipv4_src and pkt.l4_src is not None):
+            flags = pkt.tcp_flags or 0
+            opens = bool(flags & TCP_SYN) and not flags & TCP_ACK
+            if (pkt.ipv4_src, pkt.l4_src) not in self.assigned and not opens:
+                self.strays += 1
+                return d            # not a connection it placed: dropped, no backend spent
             b = self.backends[self.choose(pkt.ipv4_src, pkt.l4_src)]
             forward = (("set_field", "eth_dst", b.mac), ("set_field", "ipv4_dst", b.ip),
                        ("set_field", "tcp_dst", b.port), ("output", "normal"))
@@ -160,13 +171,13 @@ class LoadBalancer:
         backend), as if the switches had just connected."""
         if req.get("op") == "reset":
             self.assigned.clear()
-            self._next = 0
+            self._next, self.strays = 0, 0
             d = Decision()
             for dpid in sorted(self.switches):
                 d.extend(self.connected(dpid))
             return d, {"switches": len(self.switches)}
         if req.get("op") != "status":
             raise ValueError(f"op {req.get('op')!r}: allowed status, reset")
-        return Decision(), {"policy": self.policy, "spread": self.spread(),
+        return Decision(), {"policy": self.policy, "spread": self.spread(), "strays": self.strays,
                             "backends": [b.ip for b in self.backends],
                             "connections": [[ip, port, i] for (ip, port), i in self.assigned.items()]}

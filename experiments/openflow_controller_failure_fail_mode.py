@@ -50,7 +50,7 @@ PARAMS = [
           help="the controller's inactivity_probe, s (OVS's floor is 5)"),
 ]
 REPEATS, QUICK_REPEATS = 3, 1
-WARM_S, TAIL_S, EVERY_S, WAIT_S = 1.0, 3.0, 0.1, 0.045
+WARM_S, TAIL_S, EVERY_S, WAIT_S = 1.0, 2.0, 0.1, 0.045
 # OVS counts the outage in whole seconds (time_now()), so it fails open up to 1 s early,
 # and acts when its main loop next wakes (a reconnect attempt each second): up to 1 s
 # late, plus the 0.1 s between probes.

@@ -57,6 +57,8 @@ METRICS = [
     Metric("gap_count", "busiest minus idlest backend's connections (round robin)", _EXACT),
     Metric("chi2_ratio", "Pearson's chi-square of the counts against N/k (hash)", _CHI2, plot=False),
     *[Metric(f"{h}_count", f"connections {h} served", REPORTED) for h in BACKENDS],
+    Metric("strays_count", "non-SYN packets of connections the controller had not placed (dropped)",
+           REPORTED, plot=False),
 ]
 X = "policy"
 FIGURE = Bars("How evenly does the load balancer spread connections?",
@@ -133,8 +135,9 @@ def trial(lab, params: dict, ctx) -> dict:
     ctx.raw.write_text("connections.csv", "".join(f"{ctx.repeat},{port},{got},{want}\n"
                                                   for (port, got), want in pairs))
     counts = {h: sum(got == h for _, got in served) for h in BACKENDS}
+    strays = lab.controller.request({"op": "status"})["strays"]
     row: dict = {"misplaced_count": float(sum(got != want for (_, got), want in pairs)),
-                 **{f"{h}_count": float(c) for h, c in counts.items()}}
+                 "strays_count": float(strays), **{f"{h}_count": float(c) for h, c in counts.items()}}
     if params["policy"] == "hash":
         row["chi2_ratio"] = sum((c - n / k) ** 2 / (n / k) for c in counts.values())
     else:

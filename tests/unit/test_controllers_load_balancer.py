@@ -19,10 +19,10 @@ VIP, VMAC, CLIENT, CMAC = "10.0.0.100", "02:00:00:00:00:fe", "10.0.0.1", "02:00:
 BACKENDS = [Backend(f"10.0.0.{i}", f"02:00:00:00:01:0{i}", 8080) for i in (2, 3, 4)]
 
 
-def syn(port: int, dpid: int = 1, in_port: int = 1) -> Packet:
+def syn(port: int, dpid: int = 1, in_port: int = 1, flags: int = 0x02) -> Packet:
     return Packet(dpid=dpid, in_port=in_port, eth_src=CMAC, eth_dst=VMAC, eth_type=ETH_IPV4,
                   ipv4_src=CLIENT, ipv4_dst=VIP, ip_proto=IPPROTO_TCP, l4_src=port, l4_dst=80,
-                  tcp_flags=0x02)
+                  tcp_flags=flags)
 
 
 def lb(**kw) -> LoadBalancer:
@@ -147,3 +147,19 @@ def test_reset_forgets_every_connection_and_restarts_the_rotation():
     assert l4.packet_in(syn(50001)).flows[1][0].actions[1][2] == BACKENDS[0].ip
     with pytest.raises(ValueError, match="allowed status, reset"):
         l4.request({"op": "drain"})
+
+
+@pytest.mark.parametrize("flags", [0x10, 0x11, 0x18, 0x04, 0x12])     # ACK, FIN+ACK, PSH+ACK, RST, SYN+ACK
+def test_only_a_syn_opens_a_connection_a_stray_is_dropped_and_spends_no_turn(flags):
+    """The last ACK or FIN of a connection whose flows were just removed reaches the
+    controller: it must not be given a backend (round robin would skip one for the next
+    real connection, as the lab saw before this rule)."""
+    l4 = lb(policy="round_robin")
+    d = l4.packet_in(syn(41000, flags=flags))
+    assert d.flows == {} and d.packet_outs == {} and l4.assigned == {} and l4.strays == 1
+    first = l4.packet_in(syn(41001))
+    assert first.flows[1][0].actions[1][2] == BACKENDS[0].ip        # still the first backend's turn
+    # A placed connection's later packet (the switch's cache lagging) keeps its backend.
+    again = l4.packet_in(syn(41001, flags=0x10))
+    assert again.flows[1][0].actions[1][2] == BACKENDS[0].ip and l4.spread() == [1, 0, 0]
+    assert l4.request({"op": "status"})[1]["strays"] == 1

@@ -28,10 +28,45 @@ def exp():
 @pytest.mark.parametrize("r", [0.0, 1.0, 50.0, 100.0, 200.0])
 def test_new_connection_costs_two_plus_tls_round_trips(exp, tls, t, r):
     pred = exp.predict({"rtt_ms": r, "tls": tls}, KERNEL)
-    assert set(pred) == {m.name for m in exp.metrics}
+    assert set(pred) == {m.name for m in exp.metrics if m.judged}
     assert pred["new_conn_ms"] == pytest.approx((2 + t) * r)
     assert pred["keepalive_ms"] == pytest.approx(r)
     assert pred["pool4_ms"] == pytest.approx(r)
+
+
+def test_the_baseline_is_the_least_time_with_the_delay_off_and_the_delay_comes_back(
+        exp, monkeypatch, tmp_path):
+    """Processing is measured with r1's delay off (both links), the least of BASELINE_N
+    new connections is what is subtracted (never more processing than was seen), and the
+    delay is put back even when a connection fails."""
+    mod, events = exp.module, []
+
+    class FakeImpair:
+        def __init__(self, a, b, changes):
+            self.link = (a, b)
+            assert changes == {"delay_ms": 0.0}
+
+        def apply(self, lab):
+            events.append(("off", self.link))
+            return lambda: events.append(("on", self.link))
+
+    times = iter([8.4, 7.9, 9.5, 8.0, 12.0, 7.95, 8.1, 8.2, 8.3, 8.6])
+    monkeypatch.setattr(mod.faults, "Impair", FakeImpair)
+    monkeypatch.setattr(mod, "_new_conn_ms", lambda st, version: next(times))
+
+    class Raw:
+        def write_text(self, name, text):
+            (tmp_path / name).write_text(text)
+    ctx = type("Ctx", (), {"raw": Raw()})()
+    assert mod._baseline(None, "1.3", None, ctx) == 7.9
+    assert events == [("off", ("h1", "r1")), ("off", ("r1", "h2")),
+                      ("on", ("r1", "h2")), ("on", ("h1", "r1"))]
+    assert len((tmp_path / "baseline.csv").read_text().splitlines()) == 1 + mod.BASELINE_N
+    events.clear()
+    monkeypatch.setattr(mod, "_new_conn_ms", lambda st, version: (_ for _ in ()).throw(OSError("refused")))
+    with pytest.raises(OSError):
+        mod._baseline(None, "1.3", None, ctx)
+    assert [e[0] for e in events] == ["off", "off", "on", "on"]
 
 
 def test_the_numbers_the_claim_gives(exp):

@@ -118,6 +118,8 @@ gw conntrack -L -p tcp --dport 80 --orig-port-src 40000
 
 
 def test_dns_hierarchy_walk_then_cache(no_leftovers):
+    """The resolver walks root, TLD, auth once, then answers from its cache; then it is
+    paused, resumed and killed at the prompt (a hung and a crashed daemon)."""
     rc, pairs, err = session("dns_hierarchy", """\
 client dig +short www.example.lab
 root grep 'query: www.example.lab' $NAMED_DIR/query.log
@@ -127,9 +129,23 @@ client dig +short www.example.lab
 root grep -c 'query: www.example.lab' $NAMED_DIR/query.log
 tld grep -c 'query: www.example.lab' $NAMED_DIR/query.log
 auth grep -c 'query: www.example.lab' $NAMED_DIR/query.log
+pause resolver named
+client ! dig @10.53.2.2 +time=1 +tries=1 +short ns.example.lab
+resume resolver named
+client dig @10.53.2.2 +time=2 +tries=1 +short ns.example.lab
+kill resolver named
+client ! dig @10.53.2.2 +time=1 +tries=1 ns.example.lab
+pause resolver named
 """)
-    assert rc == 0, err
-    answers = outputs(pairs, "client dig")
+    assert rc == 1, err                 # the last pause finds no named: it was killed
+    # A paused resolver answers nothing (dig times out); resumed, it answers; killed, it is gone.
+    assert "paused named in resolver" in outputs(pairs, "pause resolver")[0]
+    paused, killed = outputs(pairs, "client ! dig")
+    assert "timed out" in paused and "refused" in killed, (paused, killed)
+    assert outputs(pairs, "client dig @")[0].strip() == "10.53.5.2"
+    assert "killed named in resolver" in outputs(pairs, "kill resolver")[0]
+    assert "no 'named' running in resolver" in outputs(pairs, "pause resolver")[1]
+    answers = outputs(pairs, "client dig +short www")
     assert [a.strip() for a in answers] == ["10.53.5.2", "10.53.5.2"]
     logs = [outputs(pairs, f"{s} grep 'query")[0].strip().splitlines()
             for s in ("root", "tld", "auth")]

@@ -11,6 +11,8 @@
                                     of N packets on average (netem's Gilbert model)
     partition A,B C,D [oneway]      drop what A and B send to C and D (and back)
     heal                            undo every partition
+    kill|pause|resume NODE PROGRAM  SIGKILL, SIGSTOP or SIGCONT every PROGRAM (by name)
+                                    running in NODE (a crashed or hung daemon)
     sysctl NODE name[=value]        read or set a per-namespace sysctl
     capture NODE[:IFACE] SECONDS    write a pcap under the results directory
     until SECONDS NODE COMMAND...   run COMMAND in NODE until it succeeds (convergence)
@@ -36,7 +38,7 @@ import time
 from pathlib import Path
 
 from wirelab.errors import BadInput, GlobalSysctlError, LabError, WirelabError
-from wirelab.lab import faults, mounts
+from wirelab.lab import faults, mounts, netns
 from wirelab.lab.shaping import Shaping
 
 #: link parameters at the prompt -> (Shaping field, unit suffixes and their factors)
@@ -83,6 +85,7 @@ class Console(cmd.Cmd):
         self.interactive = interactive
         self.status = 0
         self.partitions: list = []          # the undo of each partition in force
+        self.paused: dict[tuple[str, str], list] = {}   # (node, program) -> undo of each pause
         self.names = [n for n in lab.topo.nodes() if not lab.topo.isSwitch(n)]
         self.switches = [n for n in lab.topo.nodes() if lab.topo.isSwitch(n)]
         self.addrs = {}
@@ -341,6 +344,57 @@ class Console(cmd.Cmd):
         self.say("every partition healed")
         return False
 
+    def programs(self, name: str) -> dict[int, str]:
+        """{pid: program name} of every live process in NODE's network namespace (found
+        through /proc/PID/ns/net: never a process of the host or of another node)."""
+        out = {}
+        for pid in netns.pids_in(netns.inode(self.node(name).ns)):
+            with contextlib.suppress(OSError, IndexError):
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                if stat.rsplit(")", 1)[1].split()[0] != "Z":     # a killed one, not yet reaped
+                    out[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
+        return out
+
+    def _signal(self, arg: str, kind: str) -> bool:
+        words = arg.split()
+        if len(words) != 2:
+            raise Failed(f"usage: {kind} NODE PROGRAM, e.g. {kind} ns1 named")
+        node, program = words
+        running = self.programs(node)
+        pids = sorted(pid for pid, comm in running.items() if comm == program[:15])
+        if kind == "resume":
+            undos = self.paused.pop((node, program), [])
+            if not undos:
+                raise Failed(f"resume: {program} in {node} is not paused here")
+            for undo in undos:
+                undo()
+            self.say(f"resumed {program} in {node}")
+            return False
+        if not pids:
+            raise Failed(f"no {program!r} running in {node}; running there: "
+                         + (", ".join(sorted(set(running.values()))) or "nothing"))
+        for pid in pids:
+            undo = faults.Signal(program, kind).apply(self.lab, {program: pid})
+            if kind == "pause":
+                self.paused.setdefault((node, program), []).append(_once(undo))
+                self.lab.undo.push(f"resume {program} ({pid}) in {node}", self.paused[(node, program)][-1])
+        self.say(f"{'killed' if kind == 'kill' else 'paused'} {program} in {node} (pid "
+                 f"{', '.join(map(str, pids))})" + (f"; resume {node} {program} undoes it"
+                                                    if kind == "pause" else ""))
+        return False
+
+    def do_kill(self, arg: str) -> bool:
+        """kill NODE PROGRAM: SIGKILL every PROGRAM running in NODE (a crash)"""
+        return self._signal(arg, "kill")
+
+    def do_pause(self, arg: str) -> bool:
+        """pause NODE PROGRAM: SIGSTOP every PROGRAM running in NODE (a hang; resume undoes it)"""
+        return self._signal(arg, "pause")
+
+    def do_resume(self, arg: str) -> bool:
+        """resume NODE PROGRAM: SIGCONT what pause stopped"""
+        return self._signal(arg, "resume")
+
     def do_sysctl(self, arg: str) -> bool:
         """sysctl NODE name[=value]: read or set a per-namespace (net.*) sysctl"""
         words = arg.split()
@@ -435,6 +489,17 @@ class Console(cmd.Cmd):
             raise Failed(f"tcpdump on {name}:{ifname} failed: {err.decode(errors='replace')[-300:]}")
         self.say(f"{counted.group(1) if counted else '?'} packets -> {path}")
         return False
+
+
+def _once(fn):
+    """FN, run at most once (a resume at the prompt, then again as the lab closes)."""
+    done: list[bool] = []
+
+    def run() -> None:
+        if not done:
+            done.append(True)
+            fn()
+    return run
 
 
 def _topo_name(lab, node, ifname: str) -> str:

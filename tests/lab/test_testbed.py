@@ -9,6 +9,7 @@ import re
 import select
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -205,6 +206,20 @@ def test_on_the_host_kernel_and_as_a_script_by_itself(no_leftovers):
                          timeout=300, cwd="/")
     assert res.returncode == 0, res.stderr
     assert re.findall(r"^ 3  10\.0\.2\.2 ", res.stdout, re.M), res.stdout
+
+
+def test_a_script_straight_in_tmp_runs_in_the_guest(no_leftovers):
+    """The guest's /tmp is its own: a handout saved as /tmp/NAME still runs (it gets a copy)."""
+    path = Path(f"/tmp/wirelab-handout-{os.getpid()}.txt")
+    path.write_text("h1 ping -c1 -W2 h2\n")
+    try:
+        res = subprocess.run([*WIRELAB, "up", "router_chain", "--kernel", "uml", "--set", "n=1", "--script",
+                              str(path)],
+                             capture_output=True, text=True, timeout=300, cwd=ROOT)
+    finally:
+        path.unlink()
+    assert res.returncode == 0, res.stderr
+    assert "1 received" in res.stdout and "User-Mode Linux" in res.stderr
 
 
 def test_a_failing_command_ends_the_script_with_status_1(no_leftovers):

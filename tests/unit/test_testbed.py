@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -179,3 +180,23 @@ def test_up_parses_its_options():
                                       "--kernel", "uml"])
     assert (args.topology, args.set, args.script, args.kernel) == \
         ("router_chain", ["n=5"], "s.txt", "uml")
+
+
+@pytest.mark.parametrize("argv", [
+    ["up", "router_chain", "--script", "/tmp/handout.txt", "--set", "n=1"],
+    ["up", "router_chain", "--script=/tmp/handout.txt"],
+    ["up", "router_chain"],
+])
+def test_the_guest_gets_its_own_copy_of_a_script(argv):
+    """A script straight in the host's /tmp is invisible to the UML guest (its /tmp is a
+    fresh tmpfs): the guest is handed a copy in a folder of its own, once."""
+    copy = session.script_file("h1 ping -c1 h2\n")
+    try:
+        assert copy.parent.parent == Path("/tmp")
+        assert copy.parent.name.startswith("wirelab-up-") and copy.read_text() == "h1 ping -c1 h2\n"
+        out = session.with_script(argv, copy)
+        assert out[-2:] == ["--script", str(copy)]
+        assert "/tmp/handout.txt" not in out and "--script=/tmp/handout.txt" not in out
+        assert out.count("--script") == 1 and out[:2] == ["up", "router_chain"]
+    finally:
+        shutil.rmtree(copy.parent)

@@ -81,10 +81,30 @@ def needs(module, params: dict, requested: str) -> set[str]:
 
 def script_from_stdin() -> Path:
     """Standard input (not a terminal), read whole into a script file of its own folder."""
+    return script_file(sys.stdin.read())
+
+
+def script_file(text: str) -> Path:
+    """TEXT as a script file in a folder of its own under /tmp (one the UML guest is given
+    to read: the guest's own /tmp is a fresh tmpfs, and a file directly in the host's /tmp
+    would not be seen)."""
     d = Path(tempfile.mkdtemp(prefix="wirelab-up-"))
     path = d / "script.txt"
-    path.write_text(sys.stdin.read())
+    path.write_text(text)
     return path
+
+
+def with_script(argv: list[str], path: Path) -> list[str]:
+    """ARGV with its --script option (either spelling) replaced by PATH."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--script":
+            skip = True
+        elif not arg.startswith("--script="):
+            out.append(arg)
+    return [*out, "--script", str(path)]
 
 
 def serve(module, params: dict, script: Path | None, name: str) -> int:
@@ -127,12 +147,15 @@ def main(args, argv: list[str]) -> int:
     settings.require_root()
     choice, why = backend.resolve(args.kernel, needs(module, params, args.kernel))
     from_stdin = script is None and not sys.stdin.isatty()
+    own_copy = from_stdin or (script is not None and choice == "uml")
     if from_stdin:
         script = script_from_stdin()
+    elif own_copy and script is not None:      # the guest reads its own copy
+        script = script_file(script.read_text())
     try:
         if choice == "uml":
-            if from_stdin:
-                argv = [*argv, "--script", str(script)]
+            if own_copy and script is not None:
+                argv = with_script(argv, script)
             reads = [str(script.resolve().parent)] if script else []
             if catalog.is_path(args.topology):
                 reads.append(str(Path(args.topology).resolve().parent))
@@ -141,5 +164,5 @@ def main(args, argv: list[str]) -> int:
                 return backend.run_in_uml(argv, read_paths=reads).returncode
         return serve(module, params, script, name)
     finally:
-        if from_stdin and script is not None:
+        if own_copy and script is not None:
             shutil.rmtree(script.parent, ignore_errors=True)

@@ -255,3 +255,21 @@ def test_the_summary_says_what_guides_advise_and_what_each_value_did():
     assert ("`net.ipv4.tcp_slow_start_after_idle` (parameter slow_start_after_idle): tuning "
             "guides say set it to 0 on servers with long-lived connections") in section
     assert "  - 1: reuse_ms " in section and "  - 0: reuse_ms " in section
+
+
+@pytest.mark.parametrize("exp_id", ["openflow_controller_failure_fail_mode",
+                                    "memcached_reflection_and_edge_filtering"])
+def test_a_timeline_shows_points_that_agree(exp_id):
+    """Where two points measure the same (secure and standalone both answer every echo),
+    the earlier point's line is the wider one, so the later lies inside it and both
+    colours show; a line at 0 is drawn whole, above the axis' bottom."""
+    fig, run, exp = drawn(exp_id)
+    first = fig.axes[0]
+    widths: dict = {}
+    for line in first.get_lines():
+        if line.get_label().startswith("_child") or line.get_linestyle() == "-":
+            widths.setdefault(line.get_color(), line.get_linewidth())
+    ordered = [widths[c] for c in figures.PALETTE if c in widths]
+    assert len(ordered) == len(run.manifest["points"]) >= 2
+    assert ordered == sorted(ordered, reverse=True) and len(set(ordered)) == len(ordered)
+    assert all(ax.get_ylim()[0] < 0 for ax in fig.axes if ax.get_lines())

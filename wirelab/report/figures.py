@@ -457,10 +457,14 @@ def draw_timeline(fig, gs, spec: Timeline, run, exp, pts: list[dict]):
         label = _label(exp, p["params"], varying, spec.labels) or "measured"
         for j, rows in enumerate(_timeline_rows(d / spec.file).values()):
             t_end = max([t_end, *(r["t_s"] for r in rows)])
+            # Earlier points are drawn wider, so where two points agree (both at 0, say)
+            # the later one lies inside the earlier one and both colours show.
+            wide = 1.5 * (len(pts) - 1 - k)
             for ax, (cols, _) in zip(axes, panels, strict=True):
-                for c, col in enumerate(cols):      # a panel's second column: dashed
+                for c, col in enumerate(cols):      # a panel's second column: dashed, not widened
+                    w = wide if c == 0 else 0.0
                     ax.plot([r["t_s"] for r in rows], [r.get(col) for r in rows], "-o" if c == 0 else "--",
-                            ms=3, lw=2.2 if j == 0 else 1.0, alpha=1.0 if j == 0 else 0.35,
+                            ms=3 + w, lw=(2.2 + w) if j == 0 else 1.0, alpha=1.0 if j == 0 else 0.35,
                             color=PALETTE[k % len(PALETTE)], label=label if j == 0 and c == 0 else None)
         fpath = d / spec.faults
         if not spans and fpath.exists() and fpath.read_text().strip():
@@ -479,6 +483,7 @@ def draw_timeline(fig, gs, spec: Timeline, run, exp, pts: list[dict]):
         ax.set_ylabel(ylabel, fontsize=13)
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
+        ax.set_ylim(bottom=-0.03 * ax.get_ylim()[1])     # a line at 0 is seen whole
         if ax is not axes[-1]:
             ax.tick_params(labelbottom=False)
     fig.align_ylabels(axes)

@@ -17,8 +17,9 @@ FRAME_BYTES = 14 + 20 + 8 + 16          # a probe: Ethernet, IPv4, UDP headers, 
 
 
 def analyse(doc: dict) -> dict[str, dict]:
-    """Per phase: probes sent, answered (unique), duplicated, RTTs (s), losses in a row,
-    answers received during the phase, reordered answers, send errors, h2's counter deltas."""
+    """Per phase: probes sent, answered (unique), duplicated, RTTs (s), losses in a row, the
+    lost ones' places in the phase and send times, answers received during the phase (and
+    when), reordered answers, send errors, h2's counter deltas."""
     t0, width = doc["t0"], doc["phase_s"]
     sent = {int(k): v for k, v in doc["sent"].items()}
     first: dict[int, float] = {}
@@ -44,6 +45,8 @@ def analyse(doc: dict) -> dict[str, dict]:
             else:
                 run += 1
         runs += [run] if run else []
+        lost = [k for k, s in enumerate(seqs) if s not in first]
+        answers_at = sorted(t for t in first.values() if lo <= t < hi)
         mine = [s for s in order if s in set(seqs)]
         reordered = sum(1 for a, b in zip(mine, mine[1:], strict=False) if b < a)
         c0, c1 = doc["counters"][2 * i], doc["counters"][2 * i + 1]
@@ -51,7 +54,8 @@ def analyse(doc: dict) -> dict[str, dict]:
             "sent": len(seqs), "answered": len(answered), "ratio": len(answered) / max(1, len(seqs)),
             "dup_ratio": sum(dups.get(s, 0) for s in seqs) / max(1, len(seqs)),
             "rtts": [first[s] - sent[s] for s in answered], "loss_runs": runs,
-            "answered_during": sum(1 for s, t in first.items() if lo <= t < hi),
+            "lost_idx": lost, "lost_at": [sent[seqs[k]] for k in lost],
+            "answered_during": len(answers_at), "answers_at": answers_at,
             "reordered": reordered, "errors": sum(1 for s in seqs if str(s) in doc["errors"]),
             "h2": {k: c1[k] - c0[k] for k in c0 if k != "t"}, "dt": c1["t"] - c0["t"]}
     return out
@@ -145,7 +149,17 @@ def test_a_paused_server_answers_late_and_a_killed_one_never(phases):
     assert pause["answered_during"] <= 2 and pause["answered"] > 0.3 * pause["sent"]
     assert pause["answered"] + pause["h2"]["RcvbufErrors"] == pause["sent"], pause["h2"]
     assert max(pause["rtts"]) > 1.5
-    after = phases["after_pause"]   # the first probe after SIGCONT may still find the buffer full
+    # After SIGCONT the buffer stays full until the server has read a quarter of it: UDP gives
+    # read memory back in batches of sk_rcvbuf / 4 (net/ipv4/udp.c, udp_rmem_release, while
+    # the reader queue holds more).  Its pause backlog B filled the buffer, so the room is back
+    # by the server's ceil(B / 4)-th read, before h1 gets that answer.  Every probe that
+    # reached h2 before then was dropped (RcvbufErrors), none after: the lost are the phase's
+    # first probes, all sent before h1 had that answer.  How many depends on when UML lets
+    # the resumed server run: CI once lost 3; a run here lost those sent 10.6, 14.6 and 19.6 ms
+    # into the phase, and h1 had the 70th answer of B = 278 at 43.7 ms.
+    after = phases["after_pause"]
     assert after["answered"] + after["h2"]["RcvbufErrors"] == after["sent"]
-    assert after["h2"]["RcvbufErrors"] <= 2
+    assert after["lost_idx"] == list(range(len(after["lost_idx"]))), after["lost_idx"]
+    room_back = after["answers_at"][math.ceil(pause["answered"] / 4) - 1]
+    assert all(t < room_back for t in after["lost_at"]), (after["lost_at"], room_back)
     assert phases["kill"]["answered"] == 0 and phases["kill"]["h2"]["NoPorts"] >= phases["kill"]["sent"] - 5

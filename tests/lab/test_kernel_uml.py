@@ -145,14 +145,14 @@ def test_sigkill_of_the_wrapper_leaves_no_uml_process(no_leftovers):
     assert uml_pids() - before
     proc.kill()
     proc.wait(timeout=10)
-    # PR_SET_PDEATHSIG takes the guest down with us; `wirelab clean` finishes
-    # whatever the ledger still names.
-    res = wirelab("clean")
-    assert res.returncode == 0
+    # PR_SET_PDEATHSIG takes the guest down with us, and with it (PID 1 of its own PID
+    # namespace) UML's helper processes, before any `wirelab clean`
     deadline = time.monotonic() + 10
     while uml_pids() - before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not (uml_pids() - before)
+    res = wirelab("clean")          # the ledger entry and control directory are still there
+    assert res.returncode == 0
 
 
 ZMM_PROGRAM = r"""
@@ -199,8 +199,8 @@ def test_guest_threads_keep_their_vector_registers(tmp_path, no_leftovers):
 
 def test_sigkill_of_a_uml_run_then_clean_leaves_nothing(tmp_path):
     """SIGKILL to the whole process group of a UML-backed run, 12 s in: no signal
-    handler runs, so the guest's own processes outlive the wrapper until `wirelab clean`
-    ends them by session and start time and removes the control directory."""
+    handler runs; the death signal ends UML and its PID namespace's every process, and
+    `wirelab clean` removes what the ledger still names (the control directory)."""
     before = snapshot()
     proc = subprocess.Popen([*WIRELAB, "--results-dir", str(tmp_path), "run", "tcp_handshake",
                              "--set", "rtt_ms=200", "--repeats", "500"], cwd=ROOT,

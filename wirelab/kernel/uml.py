@@ -19,7 +19,10 @@ How a boot is wired (see ``guest-init.sh`` for the guest half):
 * UML runs in its own session with ``PR_SET_PDEATHSIG``: Ctrl-C or a timeout
   here sends it SIGTERM (UML's handler kills every guest process and exits),
   then SIGKILL to the whole process group after a grace period.  If we die,
-  the kernel kills it.  No UML process outlives the command.
+  the kernel kills it: UML is PID 1 of a PID namespace of its own (util-linux
+  ``unshare --pid --fork --kill-child``, itself under our death signal), so
+  when it dies the kernel also ends its helper processes and every guest
+  process, which no death signal reaches.  No UML process outlives the command.
 """
 from __future__ import annotations
 
@@ -54,6 +57,10 @@ _ENV_SKIP = {"TERM_SESSION_ID", "SSH_AUTH_SOCK", "DISPLAY", "XAUTHORITY", "OLDPW
              "SHLVL", "_", "LS_COLORS"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what dash accepts in `export`
 PR_SET_PDEATHSIG = 1
+# UML as PID 1 of a new PID namespace: when it dies, however, the kernel kills its helper
+# processes too (they carry no death signal).  unshare blocks SIGINT/SIGTERM while it waits,
+# so our SIGTERM reaches UML's own handler; it exits as UML did.
+PID_NAMESPACE = ["unshare", "--pid", "--fork", "--kill-child"]
 GUEST_CTL = "/run/wirelab-ctl"  # where guest-init.sh mounts the control directory
 XSTATE_SHIM_SOURCE = Path(__file__).with_name("xstate_shim.c")
 IDLE_SHIM_SOURCE = Path(__file__).with_name("idle_shim.c")
@@ -203,17 +210,30 @@ def _pdeathsig() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _uml_pid(proc: subprocess.Popen) -> int | None:
+    """UML's own pid: the one child of the ``unshare`` that PROC is (None once gone)."""
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
 def _kill_group(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
-    """SIGTERM the guest (UML's handler tears every guest process down), then
-    SIGKILL whatever is left of its process group, then reap."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
+    """SIGTERM the guest (UML's handler tears every guest process down), then SIGKILL
+    it, which ends its PID namespace's every process before ``unshare`` (PROC) returns,
+    then SIGKILL whatever is left of PROC's process group, then reap."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        pid = _uml_pid(proc)
+        if pid is None:
+            break
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        try:
+            proc.wait(timeout=wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -305,7 +325,7 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
         Path(ctl, "ro_dirs").write_text("".join(f"{d}\n" for d in ro))
         in_spec = "fd:0" if interactive else "null"
         sig_r, sig_w = os.pipe()      # the host's Ctrl-C, forwarded to the guest's tty3
-        cmd = [*kernel.command(), *kernel_cmdline(ctl, conf.uml_mem_mb),
+        cmd = [*PID_NAMESPACE, *kernel.command(), *kernel_cmdline(ctl, conf.uml_mem_mb),
                "con=null", "con0=null,fd:1",
                f"con1={in_spec},fd:{out_fd}", f"con2=null,fd:{err_fd}", f"con3=fd:{sig_r},null"]
         uml_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": "/dev/shm", "HOME": ctl,

@@ -12,14 +12,16 @@ direction by rtt_ms/2.  Each trial makes one GET in each of three ways:
     pool4      four GETs at once, one on each of four open connections: 1r each
 
 Per-request latency runs from the connect() call (or the request) to the last body
-byte.  A new connection also costs both ends' TLS processing, which UML's ~30x CPU makes
-6-8 ms; it is measured, not assumed: once per point the router's delay is taken off and
-BASELINE_N new connections are timed the same way (raw/baseline.csv).  The least of them
-(the two ends' processing and the lab's bare path, never more) is subtracted from each
-new connection, so new_conn_ms is the time the network's round trips added, erring
-towards network time; new_conn_wall_ms keeps the wall time.  The nginx worker's CPU time
-per request goes to raw/server_cpu.csv: a new connection's minus a kept-alive request's
-is what one handshake costs it.
+byte.  A new connection also costs both ends' TLS processing, which UML makes several
+ms, and each step an end takes after waiting for a delayed flight costs it more than the
+same step at zero delay (0.3-0.7 ms here).  So a new connection's network time comes
+from packets, not clocks: in-process taps on h1 and h2 see every packet, and the
+critical path from the client's SYN leaving h1 to the last response byte reaching it
+(wirelab.measure.critical_path) counts a gap as an end's processing only when that end
+provably held the data; the rest is network time, new_conn_ms, erring towards the
+network.  new_conn_wall_ms keeps the wall time, new_conn_compute_ms the ends' part of
+the path.  The nginx worker's CPU time per request goes to raw/server_cpu.csv: a new
+connection's minus a kept-alive request's is what one handshake costs it.
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ import concurrent.futures
 import statistics
 import time
 
-from wirelab.lab import faults
 from wirelab.measure.cpu import child_of, cpu_ns
+from wirelab.measure.critical_path import critical_path
+from wirelab.measure.tap import fetch_span, open_taps, tapped
 from wirelab.models.tls import PROTOCOL_NAME, handshake_round_trips
 from wirelab.peers.https_client import LabHTTPSConnection, check_tls, client_context, get
 from wirelab.peers.web import make_certs, start_nginx
@@ -53,14 +56,16 @@ PARAMS = [
            help="TLS version, pinned on client and server"),
 ]
 REPEATS = 100
-BASELINE_N = 10
 QUICK_REPEATS = 20
 _BAND = Tolerance(abs=1.0, rel=0.05)   # never faster than its round trips
 METRICS = [
-    Metric("new_conn_ms", "a GET on a new TCP+TLS connection, connect() to the last body "
-           "byte, less the same connection's time with no router delay (the least of "
-           f"{BASELINE_N}: processing and the bare path)", _BAND),
-    Metric("new_conn_wall_ms", "the same, wall time (processing included)", REPORTED, plot=False),
+    Metric("new_conn_ms", "a GET on a new TCP+TLS connection: the network's time on its "
+           "critical path, the client's SYN leaving to the last body byte arriving (taps at "
+           "both hosts; the ends' processing taken out only where provably theirs)", _BAND),
+    Metric("new_conn_wall_ms", "the same, wall time from connect() to the last body byte "
+           "(processing included)", REPORTED, plot=False),
+    Metric("new_conn_compute_ms", "the two ends' processing on that critical path",
+           REPORTED, plot=False),
     Metric("keepalive_ms", "a GET on a kept-alive connection (pool of 1)", _BAND),
     Metric("pool4_ms", "per-request latency of 4 concurrent GETs on a pool of 4 connections "
            "(mean of the 4)", _BAND),
@@ -73,6 +78,7 @@ SYSCTLS = {"*": {"net.ipv4.tcp_slow_start_after_idle": "0"}}
 PORT = 443
 POOL_SIZE = 4
 PATH = "/small.html"
+NODELAY = ("h1", "h2")      # http.client and nginx set TCP_NODELAY: Nagle holds nothing
 BODY = b"<p>" + b"x" * 92 + b"</p>\n"  # 100 bytes: the response is one segment
 
 
@@ -111,7 +117,8 @@ def prepare(lab, params: dict, ctx) -> None:
     warm_s = get(warm, PATH, BODY)
     check_tls(warm, version)
     warm.close()
-    st.baseline_ms = _baseline(lab, version, st, ctx)
+    st.taps = open_taps(lab, "h1", "h2")
+    st.owner = {lab["h1"].ip(): "h1", lab["h2"].ip(): "h2"}
     st.keepalive, st.pool = st.connect(), [st.connect() for _ in range(POOL_SIZE)]
     for conn in [st.keepalive, *st.pool]:
         get(conn, PATH, BODY)
@@ -139,25 +146,21 @@ def _new_conn_ms(st, version: str) -> float:
     return (t1 - t0) * 1e3
 
 
-def _baseline(lab, version: str, st, ctx) -> float:
-    """The least time of BASELINE_N new connections with r1's delay off (netem at 0 both
-    ways): what processing and the bare path cost a new connection, never more."""
-    undo = [faults.Impair(a, b, {"delay_ms": 0.0}).apply(lab) for a, b in (("h1", "r1"), ("r1", "h2"))]
-    try:
-        times = [_new_conn_ms(st, version) for _ in range(BASELINE_N)]
-    finally:
-        for u in reversed(undo):
-            u()
-    ctx.raw.write_text("baseline.csv", "connection,new_conn_no_delay_ms\n" + "".join(
-        f"{i},{t:.3f}\n" for i, t in enumerate(times)))
-    return min(times)
+def split(events: dict, owner: dict) -> tuple[float, float]:
+    """(network, the two ends' processing), ms, on a new connection's critical path:
+    from the client's SYN leaving h1 to the last response byte reaching h1 (before the
+    client closes), through the taps' EVENTS on h1 and h2."""
+    span = fetch_span(events["h1"], PORT, len(BODY))
+    path = critical_path(events, owner, span["start"], "h1", span["last"], nodelay=NODELAY)
+    return path.network_ms, path.total_compute_ms
 
 
 def trial(lab, params: dict, ctx) -> dict:
     st = ctx.state
     c0 = cpu_ns(st.worker)
-    wall_ms = _new_conn_ms(st, params["tls"])
+    wall_ms, events = tapped(st.taps, lambda: _new_conn_ms(st, params["tls"]))
     c1 = cpu_ns(st.worker)
+    network_ms, compute_ms = split(events, st.owner)
     k0, k1 = get(st.keepalive, PATH, BODY)
     c2 = cpu_ns(st.worker)
     spans = list(st.executor.map(lambda c: get(c, PATH, BODY), st.pool))
@@ -173,6 +176,6 @@ def trial(lab, params: dict, ctx) -> dict:
         f"per kept-alive request (mean): {per_req:.3f} ms\nper handshake (difference): "
         f"{per_new - per_req:.3f} ms\n(one scheduler tick per sample: a mean over many "
         "trials is an estimate)\n")
-    return {"new_conn_ms": wall_ms - st.baseline_ms, "new_conn_wall_ms": wall_ms,
+    return {"new_conn_ms": network_ms, "new_conn_wall_ms": wall_ms, "new_conn_compute_ms": compute_ms,
             "keepalive_ms": (k1 - k0) * 1e3,
             "pool4_ms": statistics.fmean((e - s) * 1e3 for s, e in spans)}

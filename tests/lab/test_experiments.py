@@ -176,6 +176,9 @@ def check_connection_pooling_latency(doc, run):
         assert m["new_conn_ms"] - m["keepalive_ms"] >= (1 + tls_rtts) * r * 0.95
         rows = _rows(run.dir / "raw" / f"point{i:03d}" / "server_cpu.csv")
         assert len(rows) == 20
+    for row in run.rows:    # the critical path (SYN out to the last byte in) lies inside the wall time
+        net, cpu, wall = (float(row[k]) for k in ("new_conn_ms", "new_conn_compute_ms", "new_conn_wall_ms"))
+        assert 0 < cpu and net + cpu <= wall * 1.001, row
         # The pool's four requests really were in flight together.
         assert all(int(row["pool4_max_in_flight"]) == 4 for row in rows)
 

@@ -34,39 +34,26 @@ def test_new_connection_costs_two_plus_tls_round_trips(exp, tls, t, r):
     assert pred["pool4_ms"] == pytest.approx(r)
 
 
-def test_the_baseline_is_the_least_time_with_the_delay_off_and_the_delay_comes_back(
-        exp, monkeypatch, tmp_path):
-    """Processing is measured with r1's delay off (both links), the least of BASELINE_N
-    new connections is what is subtracted (never more processing than was seen), and the
-    delay is put back even when a connection fails."""
-    mod, events = exp.module, []
+def test_network_time_is_the_critical_path_from_the_syn_to_the_last_response_byte(exp):
+    """A new connection seen by taps at both hosts, 10 ms each way: 40 ms in flight, the
+    server 0.1 ms on its SYN-ACK and 0.5 ms on the response, the client 0.4 ms on its
+    request; what comes after the client's FIN is not the response."""
+    from wirelab.measure.packets import Segment
+    from wirelab.measure.tap import Event
+    c, sv = ("10.0.0.1", 40000), ("10.0.1.2", exp.module.PORT)
 
-    class FakeImpair:
-        def __init__(self, a, b, changes):
-            self.link = (a, b)
-            assert changes == {"delay_ms": 0.0}
-
-        def apply(self, lab):
-            events.append(("off", self.link))
-            return lambda: events.append(("on", self.link))
-
-    times = iter([8.4, 7.9, 9.5, 8.0, 12.0, 7.95, 8.1, 8.2, 8.3, 8.6])
-    monkeypatch.setattr(mod.faults, "Impair", FakeImpair)
-    monkeypatch.setattr(mod, "_new_conn_ms", lambda st, version: next(times))
-
-    class Raw:
-        def write_text(self, name, text):
-            (tmp_path / name).write_text(text)
-    ctx = type("Ctx", (), {"raw": Raw()})()
-    assert mod._baseline(None, "1.3", None, ctx) == 7.9
-    assert events == [("off", ("h1", "r1")), ("off", ("r1", "h2")),
-                      ("on", ("r1", "h2")), ("on", ("h1", "r1"))]
-    assert len((tmp_path / "baseline.csv").read_text().splitlines()) == 1 + mod.BASELINE_N
-    events.clear()
-    monkeypatch.setattr(mod, "_new_conn_ms", lambda st, version: (_ for _ in ()).throw(OSError("refused")))
-    with pytest.raises(OSError):
-        mod._baseline(None, "1.3", None, ctx)
-    assert [e[0] for e in events] == ["off", "off", "on", "on"]
+    def seg(ts, frm, flags, seq, ack, n=0):
+        (src, sport), (dst, dport) = (c, sv) if frm == "c" else (sv, c)
+        return Segment(ts, src, sport, dst, dport, seq, ack, flags, b"x" * n)
+    syn, synack = seg(0.0, "c", 0x02, 100, 0), seg(0.0101, "s", 0x12, 500, 101)
+    req, resp = seg(0.0205, "c", 0x18, 101, 501, 200), seg(0.0310, "s", 0x18, 501, 301, 300)
+    fin, bye = seg(0.0415, "c", 0x11, 301, 801), seg(0.0520, "s", 0x18, 801, 302, 50)
+    h1 = [Event(0.0, True, syn), Event(0.0201, False, synack), Event(0.0205, True, req),
+          Event(0.0410, False, resp), Event(0.0415, True, fin), Event(0.0620, False, bye)]
+    h2 = [Event(0.0100, False, syn), Event(0.0101, True, synack), Event(0.0305, False, req),
+          Event(0.0310, True, resp), Event(0.0515, False, fin), Event(0.0520, True, bye)]
+    network, compute = exp.module.split({"h1": h1, "h2": h2}, {c[0]: "h1", sv[0]: "h2"})
+    assert network == pytest.approx(40.0) and compute == pytest.approx(1.0)
 
 
 def test_the_numbers_the_claim_gives(exp):

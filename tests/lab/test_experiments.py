@@ -179,6 +179,8 @@ def check_connection_pooling_latency(doc, run):
     for row in run.rows:    # the critical path (SYN out to the last byte in) lies inside the wall time
         net, cpu, wall = (float(row[k]) for k in ("new_conn_ms", "new_conn_compute_ms", "new_conn_wall_ms"))
         assert 0 < cpu and net + cpu <= wall * 1.001, row
+        for k in ("keepalive_ms", "pool4_ms"):      # a request's path lies inside its wall time
+            assert float(row[k]) <= float(row[k.replace("_ms", "_wall_ms")]) * 1.001, row
         # The pool's four requests really were in flight together.
         assert all(int(row["pool4_max_in_flight"]) == 4 for row in rows)
 

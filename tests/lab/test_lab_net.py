@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +34,24 @@ def test_routed_path_carries_traffic_and_cleans_up(no_leftovers):
         assert lab["r1"].sysctl("net.ipv4.ip_forward") == "1"
         assert lab["h1"].sysctl("net.ipv4.ip_forward") == "0"
     assert not any(n.startswith(lab.tag) for n in lab_namespaces())
+
+
+def test_every_thread_gets_a_netlink_socket_in_the_nodes_namespace(no_leftovers):
+    """Threads that come and go (a fault timeline's, an experiment's watcher per trial)
+    often get a finished thread's ident; each must still see the node's links, never the
+    namespace its thread runs in (the host's)."""
+    with Lab(get("single_link")()) as lab:
+        seen, idents = [], []
+
+        def links():
+            idents.append(threading.get_ident())
+            seen.append(sorted(link.get_attr("IFLA_IFNAME") for link in lab["h1"].ipr.get_links()))
+        for _ in range(6):
+            t = threading.Thread(target=links)
+            t.start()
+            t.join()
+        assert len(set(idents)) < len(idents)           # an ident came back: the case at stake
+        assert seen == [["h1-eth0", "lo"]] * 6, seen
 
 
 def test_dumbbell_bridges_in_their_own_namespace(no_leftovers):

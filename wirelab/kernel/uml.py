@@ -46,6 +46,7 @@ from pathlib import Path
 
 from wirelab import settings
 from wirelab.errors import BadInput, EnvironmentProblem, TimedOut
+from wirelab.kernel import pace
 
 MODULE_ROOT = Path("/usr/lib/uml/modules")
 INIT_SCRIPT = Path(__file__).with_name("guest-init.sh")
@@ -340,6 +341,8 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
                 stderr=subprocess.STDOUT, env=uml_env, pass_fds=(out_fd, err_fd, sig_r),
                 start_new_session=True, preexec_fn=_pdeathsig, cwd="/")
         os.close(sig_r)
+        # How much of a CPU the guest gets, for its runner to judge each trial by (pace.py).
+        meter = pace.Meter(proc.pid, os.path.join(ctl, pace.FILE)) if idle == "poll" else None
         if on_start:
             on_start(proc.pid, ctl)
         state = Path(ctl, "state")
@@ -368,6 +371,8 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimedOut(f"the command in the UML guest did not finish within "
                                    f"{timeout_s:g} s; the guest was halted")
+                if meter is not None:
+                    meter.tick()
                 time.sleep(0.02)
             if signals:
                 _interrupt(proc, sig_w, signals)
@@ -381,6 +386,8 @@ def run(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None =
             for s, handler in old.items():
                 signal.signal(s, handler)
             os.close(sig_w)
+            if meter is not None:
+                meter.close()
         # UML has exited; make sure nothing of its process group is left.
         try:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -44,3 +44,8 @@ class Progress:
         if entry["failures"] or entry.get("lab_faults"):
             self.stream.write(f"      why: {'; '.join(entry.get('lab_faults', []) + entry['failures'])}\n")
         self.stream.flush()
+
+    def say(self, message: str) -> None:
+        """A line of its own (a wait the user should know about), whatever the stream."""
+        self.stream.write(("\n" if self.tty else "") + f"      {message}\n")
+        self.stream.flush()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from wirelab import settings
 from wirelab.errors import BadInput, LabError
-from wirelab.kernel import facts, probe, uml
+from wirelab.kernel import facts, pace, probe, uml
 from wirelab.lab import sysctl
 from wirelab.models import releases
 from wirelab.report import analysis, results
@@ -70,6 +70,20 @@ def _rows_of(exp: Experiment, out, predicted: dict) -> list[dict]:
                            + (f"; missing {', '.join(sorted(missing))}" if missing else "")
                            + (f"; unknown {', '.join(sorted(extra))}" if extra else ""))
     return rows
+
+
+def host_disturbed(batch: list[dict], before, after, quiet: pace.Quiet) -> int:
+    """A trial through which the host kept the emulator's CPU (pace.disturbed, read
+    BEFORE and AFTER it) timed the host, not the lab: its rows are excluded with that
+    reason and not counted against the point's MAX_ROWS_FACTOR; the run waits for the
+    host to give the CPU back (QUIET) before the next trial.  How many rows it excluded."""
+    why = pace.disturbed(before, after)
+    if not why:
+        return 0
+    for row in batch:
+        row[EXCLUDED] = why
+    quiet.wait()
+    return len(batch)
 
 
 def _check_prediction(exp: Experiment, predicted: dict) -> None:
@@ -128,6 +142,7 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
     rows: list[dict] = []
     samples: list[dict] = []
     prog = Progress(len(grid), n, progress_stream)
+    quiet = pace.Quiet(say=prog.say)
     try:
         for i, params in enumerate(grid):
             wanted = sysctl.overlay(exp.sysctls(params), extra_sysctls or {})
@@ -142,10 +157,12 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
                 try:
                     exp.prepare(lab, params, ctx)
                     point_rows: list[dict] = []
-                    used = 0
-                    while used < n and len(point_rows) < MAX_ROWS_FACTOR * n:
+                    used = disturbed = 0
+                    while used < n and len(point_rows) - disturbed < MAX_ROWS_FACTOR * n:
                         trial = ctx.repeat = len(point_rows)
+                        before = pace.read()
                         batch = _rows_of(exp, exp.trial(lab, params, ctx), predicted)
+                        disturbed += host_disturbed(batch, before, pace.read(), quiet)
                         for row in batch:
                             full = {"point": i, "repeat": len(point_rows), **params,
                                     EXCLUDED: "", **row,

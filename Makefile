@@ -23,7 +23,7 @@ demo: setup
 # Lint and types first (seconds), then every test: unit (no root), lab and platform; then
 # the Debian 13 lane.
 test: setup-test lint
-	$(VENV)/bin/python -m pytest -ra tests --durations=25
+	$(VENV)/bin/python -m pytest -ra tests --durations=80
 	$(DEBIAN13_LANE)
 
 # The root-free lane: unit tests only, under a minute.

@@ -35,7 +35,7 @@ PARAMS = [
     Param("leak_s", 30, 10, 600, grid=(30,), quick=(12,), help="how long the leak runs before the fix, s"),
     Param("rmap_delay_s", 5, 1, 60, type=int, grid=(5,), quick=(5,), help="FRR's route-map delay, s"),
 ]
-REPEATS, QUICK_REPEATS = 3, 2
+REPEATS, QUICK_REPEATS = 3, 1
 _RATE, _TIMER = Tolerance(abs=0.0, rel=0.05, symmetric=True), Tolerance(abs=1.0, rel=0.0, below=0.1)
 METRICS = [
     Metric("atl_path_pct", "PoP pairs via ATL (FIB) before the fix", Tolerance(0.0, 0.0, symmetric=True)),

@@ -12,6 +12,8 @@ import socket
 import threading
 import time
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from wirelab.lab import faults
 from wirelab.lab.wait import poll
 from wirelab.measure import series
@@ -26,8 +28,7 @@ SECTION = "§10 Cloudflare DNS outage (July 2020)"
 TEXT_SAYS = ("Cloudflare accidentally withdrew their BGP route for 1.1.1.1 (their DNS resolver) ... "
              "For 27 minutes, ~15% of Cloudflare's traffic was unreachable")
 TOPOLOGY, TOPOLOGY_PARAMS = BgpPops, ()
-NEEDS = {"tbf"}
-FIXES = ("max_prefix", "local_pref")
+NEEDS, FIXES = {"tbf"}, ("max_prefix", "local_pref")
 PARAMS = [
     Choice("fix", FIXES, default="max_prefix", grid=FIXES, quick=FIXES, help="max-prefix, or local-pref 50"),
     Param("offered_mbps", 20, 1, 45, grid=(20,), quick=(20,), help="each flow's offered payload, Mbit/s"),
@@ -55,8 +56,8 @@ POPS, SRC, DSTS = ("sjc", "ord", "ewr"), "ewr", ("sjc", "ord")
 SITE_LOCAL, TRANSIT = ("10.2.0.0/24",), ("198.51.100.0/24",)
 MAX_PREFIX, FIX_LP, BACKBONE_MBPS = len(SITE_LOCAL) + len(TRANSIT), 50, 100
 PRE_S, TAIL_S, SETTLE_S, PORT = 4.0, 6.0, 2, 5201
-T10, MATCH, BGP = "route-map EXPORT permit 10", "match ip address prefix-list SITE-LOCAL", "router bgp 65000"
-LP200 = "set local-preference 200"
+T10, MATCH, BGP, LP200 = ("route-map EXPORT permit 10", "match ip address prefix-list SITE-LOCAL",
+                          "router bgp 65000", "set local-preference 200")
 
 
 def predict(params: dict, kernel: dict) -> dict:
@@ -82,7 +83,7 @@ def _vty(lab, st, node: str, *lines: str) -> str:
 def _via_atl(lab, st, a: str, dst: str) -> bool:
     try:
         return lab[a].ipr.route("get", dst=dst)[0].get_attr("RTA_GATEWAY") == st["atl"][a]
-    except Exception:   # noqa: BLE001 - unreachable: not via ATL
+    except NetlinkError:       # no route (ENETUNREACH): not via ATL; anything else is a fault
         return False
 
 

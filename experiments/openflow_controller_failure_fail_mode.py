@@ -19,8 +19,9 @@ answered, just before the signal.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
-import threading
+import time
 
 from wirelab.errors import LabError
 from wirelab.lab import faults
@@ -121,9 +122,10 @@ def trial(lab, params: dict, ctx) -> dict:
     with faults.Player(lab, faults.Timeline(events), registry={"controller": lab.controller.proc}) as pl:
         s.start(pl.t0)
         wall0 = dt.datetime.now(dt.UTC).timestamp() - pl.now()
-        stop, k = threading.Event(), 0
-        while not stop.wait(max(0.0, k * EVERY_S - pl.now())) and pl.now() < end:
-            k += 1
+        for k in itertools.count(1):             # echo k at (k - 1) x EVERY_S
+            time.sleep(max(0.0, (k - 1) * EVERY_S - pl.now()))
+            if pl.now() >= end:
+                break
             after = len(pl.marks) > 1
             if echo(h1, h3.ip(), WAIT_S, k) is not None:
                 s.count("kept_ok")

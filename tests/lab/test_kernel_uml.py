@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -270,50 +271,68 @@ def test_an_unknown_kernel_is_bad_input(no_leftovers):
     assert res.returncode == 2 and "allowed auto, host, uml, or uml:X.Y" in res.stderr
 
 
-def _uml_kernel_process(before: set[int], deadline: float) -> int:
-    """The new UML kernel process (its parent is the PID namespace's ``unshare``)."""
+def _uml_tree(before: set[int], deadline: float) -> list[int]:
+    """The new UML's processes, its kernel process first (its parent is the PID
+    namespace's ``unshare``)."""
+    from wirelab.kernel import pace
     while time.monotonic() < deadline:
         for pid in uml_pids() - before:
             try:
                 ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
                 if Path(f"/proc/{ppid}/comm").read_text().strip() == "unshare":
-                    return pid
+                    tree, todo = [], [pid]
+                    while todo:
+                        tree.append(todo.pop(0))
+                        todo += pace._children(tree[-1])
+                    return tree
             except (OSError, IndexError):
                 continue
         time.sleep(0.05)
     raise AssertionError("no UML kernel process appeared")
 
 
+def _pin(pids: list[int], cpus: set[int]) -> None:
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(tid), cpus)
+
+
 def test_trials_the_host_starves_are_excluded_and_run_again(tmp_path, no_leftovers):
-    """For the run's first 20 s the host stops UML's kernel process for 50 ms of every 100
-    (SIGSTOP/SIGCONT): the emulator gets about half a CPU, and a new connection's 400 ms
-    (handshake and 7 rounds) takes 720-800.  Every trial in that window is recorded as the
-    host's doing (the share of a CPU it had, from wirelab.kernel.pace), the run waits for
-    the CPU, measures its 3 trials after and matches; without the check those trials were
-    judged (and deviated: 750, 724, 799 ms)."""
-    before = uml_pids()
+    """For the run's first 20 s UML shares its CPU with three busy processes (all pinned to
+    one CPU): it gets about a quarter of it, its tasks wait on the run queue the rest, and a
+    new connection's 400 ms (handshake and 7 rounds) takes 504-511.  Every trial in that
+    window is recorded as the host's doing (the share of a CPU it had, from
+    wirelab.kernel.pace), the run waits for the CPU, measures its 3 trials after and
+    matches; without the check those trials were judged (and deviated: 504, 504, 511 ms)."""
+    before, cpus = uml_pids(), os.sched_getaffinity(0)
+    cpu = min(cpus)
     proc = subprocess.Popen(
         [*WIRELAB, "--results-dir", str(tmp_path), "run", "keepalive_connection_slow_start_after_idle",
          "--quick", "--set", "idle_s=0.05", "--set", "slow_start_after_idle=0", "--json"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    hogs: list[subprocess.Popen] = []
     try:
         t0 = time.monotonic()
-        kernel = _uml_kernel_process(before, t0 + 60)
-        with contextlib.suppress(ProcessLookupError):       # the run may end first
-            while time.monotonic() < t0 + 20 and proc.poll() is None:
-                os.kill(kernel, signal.SIGSTOP)
-                time.sleep(0.05)
-                os.kill(kernel, signal.SIGCONT)
-                time.sleep(0.05)
+        tree = _uml_tree(before, t0 + 60)
+        _pin(tree, {cpu})                   # its later processes inherit the CPU
+        # three busy processes on that CPU, each in a session (and so a scheduling group)
+        # of its own, as UML is: it gets about a quarter of the CPU
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True,
+                                 preexec_fn=lambda: os.sched_setaffinity(0, {cpu})) for _ in range(3)]
+        while time.monotonic() < t0 + 20 and proc.poll() is None:
+            time.sleep(0.1)
+        for hog in hogs:
+            hog.kill()
         out, err = proc.communicate(timeout=300)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(kernel, signal.SIGCONT)
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
         proc.kill()
         proc.wait()
     assert proc.returncode == 0, out[-2000:] + err[-2000:]
     assert "waiting for the host: the emulator had" in err
-
     rows = list(csv.DictReader(open(Path(json.loads(out)["run_dir"]) / "trials.csv")))
     starved = [r for r in rows if r["excluded"]]
     assert starved and len(rows) - len(starved) == 3

@@ -28,3 +28,34 @@ def test_max_prefix_recovers_at_once_and_local_pref_after_the_route_map_delay(ex
 
 def test_the_normal_export_is_two_prefixes(exp):
     assert exp.module.MAX_PREFIX == 2
+
+
+class _Routes:
+    def __init__(self, answer):
+        self.answer = answer
+
+    def route(self, *_args, **_kw):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_no_route_is_not_via_atl_but_any_other_failure_is_a_fault(exp):
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    class Msg:
+        def __init__(self, gw):
+            self.gw = gw
+
+        def get_attr(self, _name):
+            return self.gw
+
+    st = {"atl": {"sjc": "10.0.9.1"}}
+
+    def via(answer):
+        return exp.module._via_atl({"sjc": type("N", (), {"ipr": _Routes(answer)})()}, st, "sjc", "10.2.0.10")
+    assert via([Msg("10.0.9.1")]) is True
+    assert via([Msg("10.0.1.1")]) is False
+    assert via(NetlinkError(101, "Network is unreachable")) is False
+    with pytest.raises(OSError):          # a socket in trouble is not a route: it crashes the trial
+        via(OSError(9, "Bad file descriptor"))

@@ -1,21 +1,23 @@
-"""How much of a CPU the host gives the UML guest, and what a trial does when it is too little.
+"""How much of a CPU the host kept from the UML guest, and what a trial does when it is too much.
 
-In poll idle mode UML never sleeps on the host: undisturbed, its processes use one whole
-host CPU (97-103 % over each second of a run, measured).  When the host takes that CPU
-away (the hypervisor's other tenants: steal; a cgroup's quota; a stopped process), the
-guest's clock, which is the host's, runs on while nothing in the lab does: netem releases
-late, every flight and every end's step stretches.  A trial timed in such a window times
-the host, not the lab (a CI run here met one: 1 MiB flights took 5-10 ms instead of 1.4,
-and a new connection's 7 rounds came 17 ms late).
+In poll idle mode UML never sleeps on the host: it always wants one host CPU.  When the
+host keeps it waiting (the hypervisor's other tenants: steal; other processes or a CPU
+quota: time on a run queue), the guest's clock, which is the host's, runs on while nothing
+in the lab does: netem releases late, every flight and every end's step stretches.  A trial
+timed in such a window times the host, not the lab (a CI run here met one: 1 MiB flights
+took 5-10 ms instead of 1.4, and a new connection's 7 rounds came 17 ms late; a rehearsal
+met five minutes of 25-78 % steal).
 
 Host side (``Meter``, driven by ``uml.run``'s wait loop): every 0.1 s the running totals
-of the CPU time of UML's whole process tree (every task's run time from schedstat, plus
-what reaped children used) and of the machine's steal go to the control directory's
-``pace`` file, one fixed-width record rewritten in place.  Guest side: ``read()`` that
-record; ``disturbed(a, b)`` says why a trial between two reads does not count;
-``wait_quiet()`` waits for the host to give the CPU back.  The runner excludes such a
-trial (recorded, not judged) and runs another: the test is the CPU the emulator got,
-never the trial's result."""
+of the time UML's processes spent runnable but waiting for a CPU (schedstat's run_delay,
+every task of the tree) and of the machine's steal go to the control directory's ``pace``
+file, one fixed-width record rewritten in place.  Why not the CPU time UML used: a guest
+that starts processes (a curl per trial) shows 15-35 % less of it with nothing waiting and
+no steal (host processes come and go, wake-ups cross CPUs), which would read as a starved
+guest.  Guest side: ``read()`` that record; ``disturbed(a, b)`` says why a trial between
+two reads does not count; ``Quiet.wait()`` waits for the host to give the CPU back.  The
+runner excludes such a trial (recorded, not judged) and runs another: the test is what the
+host kept from the emulator, never the trial's result."""
 from __future__ import annotations
 
 import os
@@ -41,8 +43,8 @@ _GUEST_FILE = "/run/wirelab-ctl/" + FILE     # uml.GUEST_CTL (not imported: uml 
 @dataclass(frozen=True)
 class Sample:
     wall: float        # time.time() of the host when taken, s
-    cpu_ms: float      # CPU used by UML's process tree so far
-    steal_ms: float    # the machine's steal so far (all CPUs)
+    waited_ms: float   # time UML's tasks spent runnable, waiting for a CPU, so far
+    steal_ms: float    # the machine's steal so far, per CPU (all CPUs' over their number)
 
 
 def _children(pid: int) -> list[int]:
@@ -55,47 +57,49 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _process_cpu_ms(pid: int) -> float:
-    """Run time of PID's live tasks (schedstat, ns) plus its reaped children's (ticks)."""
+def _process_waited_ms(pid: int) -> float:
+    """Time PID's live tasks spent on a run queue, waiting for a CPU (schedstat, ns)."""
     ms = 0.0
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
-            ms += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0]) / 1e6
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ms += (int(fields[13]) + int(fields[14])) * 1000.0 / _CLK_TCK   # cutime, cstime
+            ms += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1]) / 1e6
     except (OSError, IndexError, ValueError):
         pass
     return ms
 
 
-def tree_cpu_ms(root: int) -> float:
-    """CPU used so far by ROOT and every descendant, ms."""
+def tree_waited_ms(root: int) -> float:
+    """Run-queue time so far of ROOT and every descendant alive now, ms (an exited
+    process's is lost: errs towards 'not disturbed')."""
     total, todo, seen = 0.0, [root], set()
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
-        total += _process_cpu_ms(pid)
+        total += _process_waited_ms(pid)
         todo += _children(pid)
     return total
 
 
 def steal_ms() -> float:
+    """The machine's steal so far, per CPU: the hypervisor's time on all of them over their
+    number (UML polls on one; which one, and which was stolen, nobody here can tell)."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    return int(fields[8]) * 1000.0 / _CLK_TCK if len(fields) > 8 else 0.0
+    total = int(fields[8]) * 1000.0 / _CLK_TCK if len(fields) > 8 else 0.0
+    return total / (os.cpu_count() or 1)
 
 
 def record(s: Sample) -> bytes:
-    return f"{s.wall:.3f} {s.cpu_ms:.1f} {s.steal_ms:.1f}".ljust(63).encode() + b"\n"
+    return f"{s.wall:.3f} {s.waited_ms:.1f} {s.steal_ms:.1f}".ljust(63).encode() + b"\n"
 
 
 def parse(raw: bytes) -> Sample | None:
     try:
-        wall, cpu, steal = (float(x) for x in raw.split())
+        wall, waited, steal = (float(x) for x in raw.split())
     except ValueError:
         return None
-    return Sample(wall, cpu, steal)
+    return Sample(wall, waited, steal)
 
 
 class Meter:
@@ -109,7 +113,7 @@ class Meter:
         now = time.monotonic()
         if now >= self._next:
             self._next = now + PERIOD_S
-            os.pwrite(self._fd, record(Sample(time.time(), tree_cpu_ms(self.root), steal_ms())), 0)
+            os.pwrite(self._fd, record(Sample(time.time(), tree_waited_ms(self.root), steal_ms())), 0)
 
     def close(self) -> None:
         os.close(self._fd)
@@ -131,16 +135,16 @@ def read(path: str | None = None) -> Sample | None:
 
 
 def share(a: Sample | None, b: Sample | None) -> float | None:
-    """The share of one CPU UML had from A to B: CPU time it used, less the machine's
-    steal (counted in full, though some of it may have been the other CPU's: errs towards
-    'disturbed'); None when the window is too short to say."""
+    """The share of one CPU the host gave UML from A to B: what is left of the window after
+    UML's run-queue waits and the machine's steal per CPU; None when the window is too
+    short to say."""
     if a is None or b is None:
         return None
     window = (b.wall - a.wall) * 1000.0
     if window < MIN_WINDOW_MS:
         return None
-    denied = max(window - (b.cpu_ms - a.cpu_ms), b.steal_ms - a.steal_ms)
-    return min(1.0, max(0.0, 1.0 - denied / window))
+    kept = (b.waited_ms - a.waited_ms) + (b.steal_ms - a.steal_ms)
+    return min(1.0, max(0.0, 1.0 - kept / window))
 
 
 def disturbed(a: Sample | None, b: Sample | None) -> str | None:

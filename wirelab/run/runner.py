@@ -51,6 +51,8 @@ def _where(exp: Experiment, i: int, params: dict, trial: int | None) -> str:
 #: A point collects at most this many times REPEATS rows in all, counting the ones it
 #: excluded (a retransmission in every trial is a broken lab, not bad luck).
 MAX_ROWS_FACTOR = 3
+#: ... and at most this many times REPEATS rows the host disturbed (wirelab.kernel.pace).
+MAX_DISTURBED_FACTOR = 10
 
 
 def _rows_of(exp: Experiment, out, predicted: dict) -> list[dict]:
@@ -158,7 +160,8 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
                     exp.prepare(lab, params, ctx)
                     point_rows: list[dict] = []
                     used = disturbed = 0
-                    while used < n and len(point_rows) - disturbed < MAX_ROWS_FACTOR * n:
+                    while (used < n and len(point_rows) - disturbed < MAX_ROWS_FACTOR * n
+                           and disturbed < MAX_DISTURBED_FACTOR * n):
                         trial = ctx.repeat = len(point_rows)
                         before = pace.read()
                         batch = _rows_of(exp, exp.trial(lab, params, ctx), predicted)

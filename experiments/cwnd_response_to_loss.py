@@ -43,7 +43,7 @@ PARAMS = [
           help="round-trip time added by the router, ms"),
 ]
 REPEATS = 3
-QUICK_REPEATS = 2
+QUICK_REPEATS = 1
 METRICS = [
     Metric("ssthresh_ratio", "ssthresh set by the loss in congestion avoidance / cwnd just before it",
            Tolerance(abs=0.05, rel=0.0, symmetric=True)),

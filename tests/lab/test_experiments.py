@@ -5,6 +5,7 @@ run whose verdict logic were wrong would still fail here."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import re
@@ -661,8 +662,19 @@ def test_quick_run_matches(name, tmp_path, no_leftovers):
     summary = (run.dir / "summary.md").read_text()
     assert "**Verdict: MATCH**" in summary and "## What Linux does" in summary
     assert (run.dir / "plot.png").stat().st_size > 20_000
-    CHECKS[name](doc, run)
+    CHECKS[name](*_without_host_disturbed(doc, run))
     assert root_sysctls() == before
+
+
+def _without_host_disturbed(doc: dict, run):
+    """The run as its checks judge it: trials the host starved (wirelab.kernel.pace) are
+    recorded but never judged, so their rows and exclusion reasons are left out here, as the
+    runner left their raw output out of the point's files (in raw/pointNNN/host-disturbed/)."""
+    host = "the host gave the emulator "
+    aside = [r for r in run.rows if str(r.get("excluded") or "").startswith(host)]
+    doc = {**doc, "points": [{**p, "excluded": [e for e in p["excluded"] if not e.startswith(host)]}
+                             for p in doc["points"]]}
+    return doc, dataclasses.replace(run, rows=[r for r in run.rows if r not in aside])
 
 
 def test_a_dropped_syn_is_reported_and_its_transfer_never_judged(tmp_path, no_leftovers):

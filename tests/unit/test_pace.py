@@ -133,3 +133,23 @@ def test_an_undisturbed_trial_is_left_as_it_was():
     assert host_disturbed(batch, s(0.0, 0.0), s(1.0, 10.0), q) == 0
     assert host_disturbed(batch, None, None, q) == 0       # on the host kernel: no meter
     assert batch == [{"t_ms": 402.0}, {"t_ms": 403.0, EXCLUDED: "resent: 1 segment"}] and q.waits == 0
+
+
+def test_a_disturbed_trials_raw_output_is_set_aside_and_the_points_files_cut_back(tmp_path):
+    from wirelab.spec.context import RawWriter
+    raw = RawWriter(tmp_path, 0)
+    raw.write_text("schedule.jsonl", '{"repeat": 0}\n')        # a judged trial
+    raw.write_text("last.txt", "trial 0\n")                    # rewritten by each trial
+    mark = raw.mark()
+    raw.write_text("schedule.jsonl", '{"repeat": 1}\n')        # the disturbed one
+    raw.write_text("t01-h1.txt", "packets\n")
+    raw.path("last.txt").write_text("trial 1\n")
+    aside = raw.set_aside(mark, "t01")
+    assert aside == tmp_path / "raw/point000/host-disturbed/t01"
+    assert (raw.dir / "schedule.jsonl").read_text() == '{"repeat": 0}\n'
+    assert not (raw.dir / "t01-h1.txt").exists()
+    assert (aside / "schedule.jsonl").read_text() == '{"repeat": 1}\n'
+    assert (aside / "t01-h1.txt").read_text() == "packets\n"
+    assert (aside / "last.txt").read_text() == "trial 1\n" and not (raw.dir / "last.txt").exists()
+    del mark["last.txt"]
+    assert raw.mark() == mark                  # what is set aside is never counted again

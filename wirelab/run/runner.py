@@ -10,6 +10,7 @@ measured and its manifest says ``failed`` and why.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import sys
 from dataclasses import dataclass
@@ -88,6 +89,18 @@ def host_disturbed(batch: list[dict], before, after, quiet: pace.Quiet) -> int:
     return len(batch)
 
 
+def _set_aside(ctx: TrialContext, mark: dict, kept: dict[str, int], trial: int) -> None:
+    """A trial the host disturbed leaves the point's raw files and per-point samples as
+    they were before it: what it wrote goes to raw/pointNNN/host-disturbed/tNN/."""
+    aside = ctx.raw.set_aside(mark, f"t{trial:02d}")
+    dropped = {k: v[kept.get(k, 0):] for k, v in ctx.point_samples.items() if len(v) > kept.get(k, 0)}
+    if dropped:
+        aside.mkdir(parents=True, exist_ok=True)
+        (aside / "point_samples.json").write_text(json.dumps(dropped) + "\n")
+        for k in dropped:
+            del ctx.point_samples[k][kept.get(k, 0):]
+
+
 def _check_prediction(exp: Experiment, predicted: dict) -> None:
     """A point predicts the metrics that apply to it: METRICS' names only, and at least
     one that is judged (a point that judges nothing cannot match)."""
@@ -163,9 +176,12 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
                     while (used < n and len(point_rows) - disturbed < MAX_ROWS_FACTOR * n
                            and disturbed < MAX_DISTURBED_FACTOR * n):
                         trial = ctx.repeat = len(point_rows)
-                        before = pace.read()
+                        before, mark = pace.read(), ctx.raw.mark()
+                        kept = {k: len(v) for k, v in ctx.point_samples.items()}
                         batch = _rows_of(exp, exp.trial(lab, params, ctx), predicted)
-                        disturbed += host_disturbed(batch, before, pace.read(), quiet)
+                        if host_disturbed(batch, before, pace.read(), quiet):
+                            _set_aside(ctx, mark, kept, trial)
+                            disturbed += len(batch)
                         for row in batch:
                             full = {"point": i, "repeat": len(point_rows), **params,
                                     EXCLUDED: "", **row,

@@ -19,6 +19,10 @@ def exclusion(*reasons: str) -> dict:
     return {EXCLUDED: why} if why else {}
 
 
+#: Where a point's folder keeps the raw output of trials the host disturbed.
+ASIDE = "host-disturbed"
+
+
 class RawWriter:
     """Writes captured tool output under ``raw/point<NNN>/`` of a run (appending)."""
 
@@ -36,6 +40,44 @@ class RawWriter:
         """Where NAME goes (for a tool that writes a file itself)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         return self.dir / name
+
+    def _files(self):
+        for p in sorted(self.dir.rglob("*")) if self.dir.is_dir() else []:
+            if p.is_file() and ASIDE not in p.relative_to(self.dir).parts:
+                yield p
+
+    def mark(self) -> dict[str, tuple[int, bytes]]:
+        """The size and first bytes of every file under this point's folder now (for
+        ``set_aside``)."""
+        out = {}
+        for p in self._files():
+            with open(p, "rb") as f:
+                out[str(p.relative_to(self.dir))] = (p.stat().st_size, f.read(64))
+        return out
+
+    def set_aside(self, mark: dict[str, tuple[int, bytes]], label: str) -> Path:
+        """Move what was written since MARK to ``ASIDE/LABEL/``: files made (or rewritten)
+        since, whole; the bytes appended to older ones (cut back to their size at MARK).  A
+        trial that is not judged keeps its evidence there, and the point's own files hold
+        judged trials only."""
+        aside = self.dir / ASIDE / label
+        for p in list(self._files()):
+            rel = str(p.relative_to(self.dir))
+            size, head = mark.get(rel, (None, b""))
+            with open(p, "rb") as f:
+                same_head = f.read(len(head)) == head
+            if size == p.stat().st_size and same_head:
+                continue
+            dest = aside / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if size is None or not same_head or p.stat().st_size < size:
+                p.rename(dest)
+                continue
+            with open(p, "r+b") as f:
+                f.seek(size)
+                dest.write_bytes(f.read())
+                f.truncate(size)
+        return aside
 
 
 @dataclass

@@ -176,7 +176,8 @@ def run(exp: Experiment, overrides: dict, *, quick: bool = False, repeats: int |
                     while (used < n and len(point_rows) - disturbed < MAX_ROWS_FACTOR * n
                            and disturbed < MAX_DISTURBED_FACTOR * n):
                         trial = ctx.repeat = len(point_rows)
-                        before, mark = pace.read(), ctx.raw.mark()
+                        before = pace.read()     # None on the host kernel: nothing to mark
+                        mark = ctx.raw.mark() if before is not None else {}
                         kept = {k: len(v) for k, v in ctx.point_samples.items()}
                         batch = _rows_of(exp, exp.trial(lab, params, ctx), predicted)
                         if host_disturbed(batch, before, pace.read(), quiet):
